@@ -1,0 +1,84 @@
+"""Sessions of the suite. They share one virtual environment (.nox/suite), so the 5.5 GB torch install
+happens once: it is (re)installed only when pyproject.toml changes.
+
+    nox -s reproduce_table1      the main job on the embedded default (smoke profile)
+    nox -s tests                 the test suite (pytest tests/)
+    nox -s benchmarks            speed goals (pytest tests/ --benchmark), JSON kept under .benchmarks/
+    nox -s lint                  ruff
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["tests"]
+
+ROOT = Path(__file__).parent
+ENV = ROOT / ".nox" / "suite"
+PYTHON = ENV / "bin" / "python"
+STAMP = ENV / ".installed-pyproject.sha256"
+# What FFCV 1.0.2 needs to build from source (Debian package names), and the pkg-config modules for them.
+APT_PACKAGES = ["pkg-config", "libturbojpeg0-dev", "libopencv-dev"]
+PKG_CONFIG_MODULES = ["libturbojpeg", "opencv4"]
+
+
+def _system_libraries(session: nox.Session) -> None:
+    have_pc = shutil.which("pkg-config") is not None
+    if have_pc and subprocess.run(["pkg-config", "--exists", *PKG_CONFIG_MODULES]).returncode == 0:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.error("FFCV needs system libraries; run: sudo apt-get install -y " + " ".join(APT_PACKAGES))
+    session.log("installing FFCV's system libraries with apt-get: " + " ".join(APT_PACKAGES))
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES,
+                external=True, env=env)
+
+
+def suite_env(session: nox.Session) -> str:
+    """Create or update the shared environment; return its python."""
+    _system_libraries(session)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not PYTHON.exists():
+        session.run(sys.executable, "-m", "venv", str(ENV), external=True)
+    if not STAMP.exists() or STAMP.read_text().strip() != digest:
+        session.run(str(PYTHON), "-m", "pip", "install", "--progress-bar", "off", "-e", f"{ROOT}[dev]",
+                    external=True)
+        STAMP.write_text(digest)
+    return str(PYTHON)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite: pytest tests/ (extra arguments go to pytest)."""
+    python = suite_env(session)
+    session.run(python, "-m", "pytest", "tests/", *session.posargs, external=True)
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """Every benchmark of the suite; JSON saved under .benchmarks/ for --benchmark-compare."""
+    python = suite_env(session)
+    session.run(python, "-m", "pytest", "tests/", "--benchmark", "--benchmark-autosave", *session.posargs,
+                external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    python = suite_env(session)
+    session.run(python, "-m", "ruff", "check", ".", external=True)
+
+
+@nox.session
+def reproduce_table1(session: nox.Session) -> None:
+    """Table 1 (MobileNet V1). So far: the FLOPs side of the uniform-rescale rows, measured."""
+    python = suite_env(session)
+    session.run(python, "-m", "tables.flops_side", "--table", "1", *session.posargs, external=True)
