@@ -1,0 +1,124 @@
+"""The embedded data set: small, deterministic, learnable on a CPU in a minute, and far from saturated.
+
+"Tiny shapes and textures": 72x72 JPEG images of one object on a cluttered background. A class is a
+(shape, texture) pair: 4 coarse shapes (disc, square, triangle, cross) times 4 fine textures (horizontal
+stripes, vertical stripes, checker, dots) = 16 classes. The textures have a period of 3-4.5 px at 72 px,
+so a network that sees the image at half the resolution loses most of them (the shape survives, the
+texture aliases): accuracy depends on input resolution. Object colour, size, position, texture phase and
+contrast, background blobs and pixel noise vary per image, so the task needs capacity and does not
+saturate (evidence: ``docs/tiny_dataset.md``). Images are drawn from ``numpy.random.default_rng((seed,
+split, index))``, so the same seed gives the same files.
+
+``python -m data_prep tiny --out DIR`` writes ``DIR/imagefolder/{train,val}/<class>/*.jpg`` and then
+prepares it exactly like ImageNet (split, .beton files, manifest) into ``DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+SIZE = 72  # stored image side, pixels; the data set's base resolution (ImageNet's 224) is 64
+BASE_RESOLUTION = 64
+SHAPES = ("disc", "square", "triangle", "cross")
+TEXTURES = ("hstripes", "vstripes", "checker", "dots")
+CLASSES = tuple(f"{s}_{t}" for s in SHAPES for t in TEXTURES)
+TRAIN_PER_CLASS = 400
+VAL_PER_CLASS = 150
+SPLIT_IDS = {"train": 0, "val": 1}
+
+
+def _texture(kind: str, period: float, phase: float) -> np.ndarray:
+    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    fx, fy = 2 * np.pi * (x + phase) / period, 2 * np.pi * (y + phase * 0.7) / period
+    if kind == "hstripes":
+        t = np.sin(fy)
+    elif kind == "vstripes":
+        t = np.sin(fx)
+    elif kind == "checker":
+        t = 1.6 * np.sin(fx) * np.sin(fy)
+    else:  # dots
+        t = np.cos(fx) + np.cos(fy) - 1.0
+    return np.clip(t, -1, 1)
+
+
+def _mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (SIZE, SIZE), 0)
+    d = ImageDraw.Draw(img)
+    if shape == "disc":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    elif shape == "square":
+        a = 0.85 * r
+        d.rectangle([cx - a, cy - a, cx + a, cy + a], fill=255)
+    elif shape == "triangle":
+        d.polygon([(cx, cy - r), (cx - r, cy + 0.8 * r), (cx + r, cy + 0.8 * r)], fill=255)
+    else:  # cross
+        w = 0.4 * r
+        d.rectangle([cx - r, cy - w, cx + r, cy + w], fill=255)
+        d.rectangle([cx - w, cy - r, cx + w, cy + r], fill=255)
+    return np.asarray(img, dtype=np.float32)[..., None] / 255
+
+
+def render(label: int, rng: np.random.Generator) -> np.ndarray:
+    """One HxWx3 uint8 image of class ``label``."""
+    from PIL import Image
+
+    shape, texture = SHAPES[label // len(TEXTURES)], TEXTURES[label % len(TEXTURES)]
+    small = rng.uniform(0, 255, (6, 6, 3)).astype(np.uint8)
+    blobs = np.asarray(Image.fromarray(small).resize((SIZE, SIZE), Image.BICUBIC), np.float32) / 255 - 0.5
+    img = rng.uniform(0, 1, 3)[None, None, :] * 0.7 + blobs * 0.5
+    r = rng.uniform(12, 26)
+    cx, cy = rng.uniform(r, SIZE - r), rng.uniform(r, SIZE - r)
+    mask = _mask(shape, cx, cy, r)
+    tex = _texture(texture, rng.uniform(3.0, 4.5), rng.uniform(0, 10))[..., None]
+    obj = rng.uniform(0, 1, 3)[None, None, :] + rng.uniform(0.15, 0.4) * tex
+    img = img * (1 - mask) + obj * mask + rng.normal(0, 0.06, (SIZE, SIZE, 3))
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def _write_one(job: tuple[str, int, int, int, str]) -> None:
+    from PIL import Image
+
+    split, label, index, seed, path = job
+    rng = np.random.default_rng((seed, SPLIT_IDS[split], label, index))
+    tmp = f"{path}.tmp"
+    Image.fromarray(render(label, rng)).save(tmp, format="JPEG", quality=90)
+    os.replace(tmp, path)  # an interrupted run never leaves a half-written image that a rerun would keep
+
+
+def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PER_CLASS,
+                      val_per_class: int = VAL_PER_CLASS, quiet: bool = False) -> int:
+    """Write the JPEG tree (skips files already there: they are deterministic); returns images written."""
+    import json
+    from multiprocessing import Pool
+
+    from data_prep.imagefolder import DataError
+    from repro.atomic import atomic_write_text
+
+    params = {"seed": seed, "train_per_class": train_per_class, "val_per_class": val_per_class, "size": SIZE}
+    marker = root / "tiny.json"
+    if marker.is_file() and json.loads(marker.read_text()) != params:
+        raise DataError(f"{root} holds a tiny data set made with {marker.read_text().strip()}, not {params}; "
+                        f"use another --out")
+
+    jobs = []
+    for split, n in (("train", train_per_class), ("val", val_per_class)):
+        for label, name in enumerate(CLASSES):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                path = d / f"{name}_{i:05d}.jpg"
+                if not path.exists():
+                    jobs.append((split, label, i, seed, str(path)))
+    with Pool(os.cpu_count() or 1) as pool:
+        for _ in tqdm(pool.imap_unordered(_write_one, jobs, chunksize=64), total=len(jobs),
+                      desc="tiny images", unit="img", disable=quiet or not jobs):
+            pass
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps(params))
+    return len(jobs)

@@ -1,0 +1,243 @@
+"""Data preparation and loaders: the split, labels equal to torchvision's, batches, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_prep import tiny
+from data_prep.imagefolder import DataError, list_class_folders, list_imagefolder
+from data_prep.split import ensure_split, load_split, make_split
+from data_prep.write import WriteParams, check_beton, prepare
+from repro.data import Normalize, make_loader, resize_batch
+from repro.data.loaders import plan_loading, shard
+
+TRAIN_PER_CLASS, VAL_PER_CLASS, PER_CLASS = 8, 3, 2
+# numba's dispatcher finalizers, run when FFCV's compiled pipelines are collected, raise a KeyError that
+# Python reports as "unraisable"; it is cleanup noise of FFCV 1.0.2 + numba, not a failure of the test
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _tree(root: Path) -> Path:
+    tiny.write_imagefolder(root, seed=1, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS, quiet=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    base = tmp_path_factory.mktemp("prepared")
+    root = _tree(base / "imagefolder")
+    logs: list[str] = []
+    manifest = prepare(root, base / "out", PER_CLASS, 0, WriteParams(write_mode="jpg"), workers=2, quiet=True,
+                       log=logs.append)
+    return root, base / "out", manifest, logs
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return _tree(tmp_path / "imagefolder")
+
+
+def test_split_is_disjoint_complete_and_per_class(prepared):
+    root, out, manifest, _ = prepared
+    listing = list_class_folders(root / "train")
+    split = load_split(out, listing.checksum())
+    assert len(np.intersect1d(split.sub_train, split.sub_eval)) == 0
+    assert np.array_equal(np.union1d(split.sub_train, split.sub_eval), np.arange(len(listing)))
+    labels = np.asarray(listing.labels)
+    assert np.bincount(labels[split.sub_eval]).tolist() == [PER_CLASS] * len(tiny.CLASSES)
+    assert set(manifest["counts"]["sub_eval"].values()) == {PER_CLASS}
+    assert sum(manifest["counts"]["sub_train"].values()) == len(split.sub_train)
+
+
+def test_split_is_the_same_for_the_same_seed_and_differs_for_another():
+    from data_prep.imagefolder import Listing
+
+    listing = Listing(Path("."), ("a", "b"), tuple(f"{i}.jpg" for i in range(40)), tuple([0] * 20 + [1] * 20))
+    a, b, c = make_split(listing, 5, 0), make_split(listing, 5, 0), make_split(listing, 5, 1)
+    assert np.array_equal(a.sub_eval, b.sub_eval) and not np.array_equal(a.sub_eval, c.sub_eval)
+
+
+def test_rerun_reads_the_written_split_and_skips_valid_files(prepared, tmp_path):
+    root, out, manifest, _ = prepared
+    logs: list[str] = []
+    again = prepare(root, out, PER_CLASS, 0, WriteParams(write_mode="jpg"), workers=2, quiet=True, log=logs.append)
+    assert "read from" in logs[0]
+    assert sum("up to date" in line for line in logs) == 2
+    assert again["betons"] == manifest["betons"]
+    with pytest.raises(DataError, match="seed=0, per_class=2; asked for seed=3"):
+        ensure_split(list_class_folders(root / "train"), out, PER_CLASS, 3)
+
+
+def test_loader_labels_equal_torchvision_imagefolder(prepared):
+    from torchvision.datasets import ImageFolder
+
+    root, out, _, _ = prepared
+    for name in ("train", "val"):
+        loader, plan = make_loader(check_beton(out, name), train=False, batch_size=50, resolution=32, num_workers=1)
+        labels = torch.cat([y for _, y in loader]).tolist()
+        assert plan.order == "sequential"
+        assert labels == ImageFolder(str(root / name)).targets
+
+
+def test_listing_equals_torchvision_samples(tree):
+    from torchvision.datasets import ImageFolder
+
+    listing = list_class_folders(tree / "train")
+    tv = ImageFolder(str(tree / "train"))
+    assert list(listing.classes) == tv.classes
+    assert [str(tree / "train" / p) for p in listing.paths] == [p for p, _ in tv.samples]
+
+
+@pytest.mark.parametrize("train, resolution", [(True, 40), (False, 24)])
+def test_batches_have_requested_resolution_and_dtype(prepared, train, resolution):
+    _, out, _, _ = prepared
+    split = np.load(out / "sub_train.npy")
+    loader, _ = make_loader(out / "train.beton", train=train, batch_size=16, resolution=resolution,
+                            indices=split, num_workers=1, seed=0)
+    images, labels = next(iter(loader))
+    assert images.dtype == torch.uint8 and images.shape == (16, 3, resolution, resolution)
+    assert labels.shape == (16,)
+    x = Normalize()(images)
+    assert x.dtype == torch.float32 and abs(x.mean().item()) < 3
+    assert resize_batch(x, 20).shape == (16, 3, 20, 20)
+    if train:  # only sub-train indices are read
+        assert len(loader) == len(split) // 16
+
+
+def test_plan_and_shards():
+    assert plan_loading(10 * 2**30, 64 * 2**30, True, 1).order == "random"
+    big = plan_loading(300 * 2**30, 64 * 2**30, True, 8)
+    assert (big.os_cache, big.order, big.shard_by_indices) == (False, "quasi_random", True)
+    idx = np.arange(103)
+    parts = [shard(idx, r, 4) for r in range(4)]
+    assert {len(p) for p in parts} == {25}
+    assert len(np.unique(np.concatenate(parts))) == 100
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        list_imagefolder(tmp_path / "nowhere")
+    (tmp_path / "x").mkdir()
+    with pytest.raises(DataError, match="x/train is not a folder"):
+        list_imagefolder(tmp_path / "x")
+
+
+def test_class_folder_without_images(tree):
+    empty = tree / "train" / "zz_empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match=r"zz_empty has no images"):
+        list_imagefolder(tree)
+
+
+def test_fewer_images_than_per_class(tree, tmp_path):
+    with pytest.raises(DataError, match=rf"has {TRAIN_PER_CLASS} training images, not more than --per-class=8"):
+        prepare(tree, tmp_path / "out", TRAIN_PER_CLASS, 0, quiet=True, log=lambda s: None)
+
+
+def test_corrupt_file_is_named(tree, tmp_path):
+    bad = tree / "train" / tiny.CLASSES[3] / "broken.JPEG"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    with pytest.raises(DataError, match=r"1 unreadable image\(s\).*broken.JPEG"):
+        prepare(tree, tmp_path / "out", PER_CLASS, 0, quiet=True, log=lambda s: None)
+    assert not (tmp_path / "out" / "train.beton").exists()
+
+
+def test_non_jpeg_files_are_converted_and_counted(tree, tmp_path):
+    from PIL import Image
+
+    d = tree / "train" / tiny.CLASSES[0]
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(d / "png_inside.JPEG", format="PNG")
+    Image.new("CMYK", (40, 30), (0, 50, 100, 0)).save(d / "cmyk.JPEG", format="JPEG")
+    Image.new("L", (40, 30), 128).save(d / "gray.jpg", format="JPEG")
+    logs: list[str] = []
+    manifest = prepare(tree, tmp_path / "out", PER_CLASS, 0, WriteParams(write_mode="jpg"), workers=2,
+                       quiet=True, log=logs.append)
+    assert manifest["conversions"]["train"] == {"PNG/RGB": 1, "JPEG/CMYK": 1, "JPEG/L": 1}
+    assert any("3 image(s) are not RGB JPEGs" in line for line in logs)
+    assert manifest["betons"]["train"]["num_samples"] == TRAIN_PER_CLASS * len(tiny.CLASSES) + 3
+
+
+def test_truncated_or_foreign_beton_is_refused(prepared, tmp_path):
+    _, out, _, _ = prepared
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with open(copy / "val.beton", "r+b") as f:
+        f.truncate((copy / "val.beton").stat().st_size // 2)
+    with pytest.raises(DataError, match="val.beton is (truncated|not a readable FFCV file)"):
+        check_beton(copy, "val")
+    shutil.copy(out / "train.beton", copy / "val.beton")
+    with pytest.raises(DataError, match="val.beton is not the file that the manifest describes"):
+        check_beton(copy, "val")
+
+
+def test_interrupted_write_is_detected_and_redone(prepared, tmp_path):
+    root, out, manifest, _ = prepared
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    # a write killed half-way: FFCV's partial file is left, the finished name holds a cut-off file
+    (copy / "train.beton.partial").write_bytes(b"\0" * 1000)
+    with open(copy / "train.beton", "r+b") as f:
+        f.truncate(4096)
+    logs: list[str] = []
+    again = prepare(root, copy, PER_CLASS, 0, WriteParams(write_mode="jpg"), workers=2, quiet=True, log=logs.append)
+    assert any(line.startswith("train.beton: wrote") for line in logs)
+    assert any(line.startswith("val.beton: up to date") for line in logs)
+    assert not (copy / "train.beton.partial").exists()
+    assert again["betons"]["train"]["num_samples"] == manifest["betons"]["train"]["num_samples"]
+    check_beton(copy, "train")
+
+
+def test_flat_val_with_devkit(tree, tmp_path):
+    from scipy.io import savemat
+
+    classes = list(tiny.CLASSES)
+    flat = tmp_path / "flat"
+    shutil.copytree(tree / "train", flat / "train")
+    (flat / "val").mkdir()
+    ids = []
+    # ILSVRC ids are not the sorted order of the class folders: give them in reverse
+    id_of = {c: len(classes) - i for i, c in enumerate(classes)}
+    for k, c in enumerate(classes[:4]):
+        src = sorted((tree / "val" / c).iterdir())[0]
+        shutil.copy(src, flat / "val" / f"ILSVRC2012_val_{k + 1:08d}.JPEG")
+        ids.append(id_of[c])
+    devkit = tmp_path / "devkit" / "data"
+    devkit.mkdir(parents=True)
+    synsets = np.array([(id_of[c], c) for c in classes], dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O")])
+    savemat(devkit / "meta.mat", {"synsets": synsets})
+    (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("\n".join(map(str, ids)) + "\n")
+    with pytest.raises(DataError, match="flat .*pass --devkit"):
+        list_imagefolder(flat)
+    _, val = list_imagefolder(flat, tmp_path / "devkit")
+    assert list(val.labels) == [sorted(classes).index(c) for c in classes[:4]]  # train/'s folder order
+
+
+def test_tiny_is_deterministic(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        tiny.write_imagefolder(d, seed=5, train_per_class=1, val_per_class=1, quiet=True)
+    files = sorted(p.relative_to(a) for p in a.rglob("*.jpg"))
+    assert len(files) == 2 * len(tiny.CLASSES)
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    with pytest.raises(DataError, match="made with"):
+        tiny.write_imagefolder(a, seed=6, train_per_class=1, val_per_class=1, quiet=True)
+    assert json.loads((a / "tiny.json").read_text())["seed"] == 5
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "data_prep", "prepare", "--imagefolder", str(tmp_path / "none"),
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: data folder")
