@@ -19,13 +19,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from repro.data.manifest import DataError
+
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DEVKIT_GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
-
-
-class DataError(ValueError):
-    """A data set that cannot be used as given; the message says what and how to fix it."""
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@
 (shape, texture) pair: 4 coarse shapes (disc, square, triangle, cross) times 4 fine textures (horizontal
 stripes, vertical stripes, checker, dots) = 16 classes. The textures have a period of 3-4.5 px at 72 px,
 so a network that sees the image at half the resolution loses most of them (the shape survives, the
-texture aliases): accuracy depends on input resolution. Object colour, size, position, texture phase and
-contrast, background blobs and pixel noise vary per image, so the task needs capacity and does not
-saturate (evidence: ``docs/tiny_dataset.md``). Images are drawn from ``numpy.random.default_rng((seed,
-split, index))``, so the same seed gives the same files.
+texture aliases): accuracy depends on input resolution. The object is brighter or darker than the
+background (so its shape is learnable within a few epochs); its colour, size, position, texture period,
+phase and contrast, the background blobs and the pixel noise vary per image, so the texture takes capacity
+to read and the task does not saturate (evidence: ``docs/tiny_dataset.md``). Each image is drawn from
+``numpy.random.default_rng((seed, split, label, index))``, so the same seed gives the same files.
 
 ``python -m data_prep tiny --out DIR`` writes ``DIR/imagefolder/{train,val}/<class>/*.jpg`` and then
 prepares it exactly like ImageNet (split, .beton files, manifest) into ``DIR``.
@@ -29,6 +30,9 @@ CLASSES = tuple(f"{s}_{t}" for s in SHAPES for t in TEXTURES)
 TRAIN_PER_CLASS = 400
 VAL_PER_CLASS = 150
 SPLIT_IDS = {"train": 0, "val": 1}
+BLOB_CONTRAST = 0.4  # background clutter
+TEXTURE_CONTRAST = (0.12, 0.35)  # amplitude of the fine texture on the object
+NOISE = 0.07  # pixel noise (std, on a 0-1 scale)
 
 
 def _texture(kind: str, period: float, phase: float) -> np.ndarray:
@@ -71,13 +75,15 @@ def render(label: int, rng: np.random.Generator) -> np.ndarray:
     shape, texture = SHAPES[label // len(TEXTURES)], TEXTURES[label % len(TEXTURES)]
     small = rng.uniform(0, 255, (6, 6, 3)).astype(np.uint8)
     blobs = np.asarray(Image.fromarray(small).resize((SIZE, SIZE), Image.BICUBIC), np.float32) / 255 - 0.5
-    img = rng.uniform(0, 1, 3)[None, None, :] * 0.7 + blobs * 0.5
-    r = rng.uniform(12, 26)
+    background = rng.uniform(0, 1)  # object and background differ in brightness: the shape is visible
+    img = background * 0.6 + 0.2 + rng.uniform(-0.15, 0.15, 3)[None, None, :] + blobs * BLOB_CONTRAST
+    r = rng.uniform(14, 27)
     cx, cy = rng.uniform(r, SIZE - r), rng.uniform(r, SIZE - r)
     mask = _mask(shape, cx, cy, r)
     tex = _texture(texture, rng.uniform(3.0, 4.5), rng.uniform(0, 10))[..., None]
-    obj = rng.uniform(0, 1, 3)[None, None, :] + rng.uniform(0.15, 0.4) * tex
-    img = img * (1 - mask) + obj * mask + rng.normal(0, 0.06, (SIZE, SIZE, 3))
+    fg = (1 - background) * 0.6 + 0.2 + rng.uniform(-0.15, 0.15, 3)
+    obj = fg[None, None, :] + rng.uniform(*TEXTURE_CONTRAST) * tex
+    img = img * (1 - mask) + obj * mask + rng.normal(0, NOISE, (SIZE, SIZE, 3))
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 

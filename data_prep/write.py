@@ -10,7 +10,6 @@ checksum still match the manifest, and rewrites anything else (an interrupted wr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -19,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.imagefolder import DataError, Listing, list_imagefolder, verify
+from data_prep.imagefolder import Listing, list_imagefolder, verify
 from data_prep.split import ensure_split
 from repro.atomic import atomic_write_text, partial_path
+from repro.data.manifest import MANIFEST, MANIFEST_SCHEMA, DataError, check_beton, fingerprint, read_manifest
 
-MANIFEST = "manifest.json"
-MANIFEST_SCHEMA = 1
 WRITE_MODES = ("raw", "jpg", "smart", "proportion")
 
 
@@ -73,26 +71,8 @@ class _Images:
             return np.zeros((1, 1, 3), np.uint8), self.labels[i]
 
 
-def fingerprint(path: Path) -> dict[str, Any]:
-    """Size and sha256 of the first and last MiB: cheap on a 300 GB file, and a truncated or swapped file
-    changes it. The sample count comes from FFCV's header."""
-    from ffcv.reader import Reader
-
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        h.update(f.read(1 << 20))
-    try:
-        num_samples = int(Reader(str(path)).num_samples)
-    except Exception as e:  # noqa: BLE001 - any reader failure means the file is not a complete .beton
-        raise DataError(f"{path} is not a readable FFCV file ({type(e).__name__}: {e}); delete it and write "
-                        f"it again with `python -m data_prep prepare`") from None
-    return {"bytes": size, "quick_sha256": h.hexdigest(), "num_samples": num_samples}
-
-
-def write_beton(listing: Listing, path: Path, params: WriteParams, workers: int = 0) -> dict[str, Any]:
+def write_beton(listing: Listing, path: Path, params: WriteParams, workers: int = 0,
+                quiet: bool = False) -> dict[str, Any]:
     """Write ``listing`` to ``path`` through ``<path>.partial``; return its fingerprint."""
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
@@ -108,7 +88,16 @@ def write_beton(listing: Listing, path: Path, params: WriteParams, workers: int 
         "label": IntField(),
     }
     writer = DatasetWriter(str(partial), fields, num_workers=workers or os.cpu_count() or 1)
-    writer.from_indexed_dataset(_Images(listing, errors), chunksize=100)
+    previous = os.environ.get("TQDM_DISABLE")
+    if quiet:  # FFCV's writer draws its own tqdm bar; tqdm reads its defaults from TQDM_* variables
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        writer.from_indexed_dataset(_Images(listing, errors), chunksize=100)
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
     if errors.exists():
         lines = errors.read_text().splitlines()
         partial.unlink(missing_ok=True)
@@ -119,39 +108,6 @@ def write_beton(listing: Listing, path: Path, params: WriteParams, workers: int 
         raise DataError(f"{partial} holds {info['num_samples']} samples, expected {len(listing)}")
     os.replace(partial, path)
     return info
-
-
-def read_manifest(out: Path) -> dict[str, Any] | None:
-    path = out / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path} is not valid JSON ({e}); delete it and run `python -m data_prep prepare`") from None
-    if manifest.get("schema") != MANIFEST_SCHEMA:
-        raise DataError(f"{path} has schema {manifest.get('schema')!r}, this code reads {MANIFEST_SCHEMA}")
-    return manifest
-
-
-def check_beton(out: Path, name: str, manifest: dict[str, Any] | None = None) -> Path:
-    """The path of ``<out>/<name>.beton`` after checking it is the file the manifest describes."""
-    out = Path(out)
-    manifest = manifest if manifest is not None else read_manifest(out)
-    if manifest is None:
-        raise DataError(f"{out} has no {MANIFEST}: prepare the data set with `python -m data_prep prepare`")
-    entry = manifest["betons"].get(name)
-    path = out / f"{name}.beton"
-    if entry is None or not path.is_file():
-        raise DataError(f"{path} is missing; write it with `python -m data_prep prepare`")
-    expected = {k: entry[k] for k in ("bytes", "quick_sha256", "num_samples")}
-    found = fingerprint(path)
-    if found != expected:
-        what = "truncated" if found["bytes"] < expected["bytes"] else "not the file that the manifest describes"
-        raise DataError(f"{path} is {what} ({found['bytes']:,} bytes, {found['num_samples']} samples; manifest: "
-                        f"{expected['bytes']:,} bytes, {expected['num_samples']} samples). Delete it and rerun "
-                        f"`python -m data_prep prepare`")
-    return path
 
 
 def prepare(root: Path, out: Path, per_class: int = 50, seed: int = 0, params: WriteParams = WriteParams(),
@@ -190,7 +146,7 @@ def prepare(root: Path, out: Path, per_class: int = 50, seed: int = 0, params: W
         if checked.converted:
             log(f"{name}: {checked.converted} image(s) are not RGB JPEGs and are converted: "
                 f"{dict(checked.conversions)}")
-        info = write_beton(listing, out / f"{name}.beton", params, workers)
+        info = write_beton(listing, out / f"{name}.beton", params, workers, quiet)
         manifest["betons"][name] = {"file": f"{name}.beton", **info, "listing_sha256": listing.checksum(),
                                     "write_params": asdict(params)}
         manifest["conversions"][name] = dict(checked.conversions)

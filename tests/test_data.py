@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from data_prep import tiny
-from data_prep.imagefolder import DataError, list_class_folders, list_imagefolder
+from data_prep.imagefolder import list_class_folders, list_imagefolder
 from data_prep.split import ensure_split, load_split, make_split
-from data_prep.write import WriteParams, check_beton, prepare
+from data_prep.write import WriteParams, prepare
 from repro.data import Normalize, make_loader, resize_batch
 from repro.data.loaders import plan_loading, shard
+from repro.data.manifest import DataError, check_beton
 
 TRAIN_PER_CLASS, VAL_PER_CLASS, PER_CLASS = 8, 3, 2
 # numba's dispatcher finalizers, run when FFCV's compiled pipelines are collected, raise a KeyError that
@@ -114,10 +115,15 @@ def test_plan_and_shards():
     assert plan_loading(10 * 2**30, 64 * 2**30, True, 1).order == "random"
     big = plan_loading(300 * 2**30, 64 * 2**30, True, 8)
     assert (big.os_cache, big.order, big.shard_by_indices) == (False, "quasi_random", True)
+    assert plan_loading(300 * 2**30, 64 * 2**30, True, 1).shard_by_indices is False
+    forced = plan_loading(1, 64 * 2**30, True, 2, os_cache=False)
+    assert (forced.order, forced.shard_by_indices) == ("quasi_random", True)
+    assert plan_loading(1, 64 * 2**30, False, 2).shard_by_indices is True  # evaluation: never padded
     idx = np.arange(103)
     parts = [shard(idx, r, 4) for r in range(4)]
     assert {len(p) for p in parts} == {25}
     assert len(np.unique(np.concatenate(parts))) == 100
+    assert sum(len(shard(idx, r, 4, equal=False)) for r in range(4)) == 103
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -177,6 +183,8 @@ def test_truncated_or_foreign_beton_is_refused(prepared, tmp_path):
     shutil.copy(out / "train.beton", copy / "val.beton")
     with pytest.raises(DataError, match="val.beton is not the file that the manifest describes"):
         check_beton(copy, "val")
+    with pytest.raises(DataError, match="val.beton is not the file"):
+        make_loader(copy / "val.beton", train=False, batch_size=4, resolution=16)
 
 
 def test_interrupted_write_is_detected_and_redone(prepared, tmp_path):
@@ -241,3 +249,42 @@ def test_cli_errors_are_one_line(tmp_path):
                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("error: data folder")
+
+
+def _indexed_beton(path: Path, n: int) -> Path:
+    """A .beton whose label is the sample's index, so a loader's labels say which samples it read."""
+    from ffcv.fields import IntField, RGBImageField
+    from ffcv.writer import DatasetWriter
+
+    rng = np.random.default_rng(0)
+    data = [(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), i) for i in range(n)]
+    DatasetWriter(str(path), {"image": RGBImageField(write_mode="raw"), "label": IntField()},
+                  num_workers=1).from_indexed_dataset(data)
+    return path
+
+
+def _rank_reads(rank: int, world: int, init: str, beton: str, os_cache: bool, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    loader, plan = make_loader(beton, train=True, batch_size=4, resolution=8, num_workers=1, seed=3,
+                               os_cache=os_cache)
+    seen = torch.cat([y for _, y in loader]).tolist()
+    Path(out, f"{rank}.json").write_text(json.dumps({"seen": seen, "order": plan.order,
+                                                    "by_indices": plan.shard_by_indices}))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("os_cache", [True, False])
+def test_each_ddp_rank_reads_its_own_shard(tmp_path, os_cache):
+    """2 gloo processes: page-cache loading shards through FFCV's distributed sampler, quasi-random
+    loading through indices=; either way the ranks read disjoint halves of the data."""
+    import torch.multiprocessing as mp
+
+    beton = _indexed_beton(tmp_path / "idx.beton", 64)
+    mp.spawn(_rank_reads, args=(2, f"file://{tmp_path / 'rdv'}", str(beton), os_cache, str(tmp_path)),
+             nprocs=2, join=True)
+    reads = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(2)]
+    assert all(r["order"] == ("random" if os_cache else "quasi_random") for r in reads)
+    assert all(r["by_indices"] is (not os_cache) for r in reads)
+    a, b = (set(r["seen"]) for r in reads)
+    assert len(reads[0]["seen"]) == len(reads[1]["seen"]) == 32
+    assert not a & b and a | b == set(range(64))
