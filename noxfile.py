@@ -77,8 +77,30 @@ def lint(session: nox.Session) -> None:
     session.run(python, "-m", "ruff", "check", ".", external=True)
 
 
+def _reproduce(session: nox.Session, table: int) -> None:
+    """Run every cell of a table that this build can run (profile: smoke unless `-- --profile imagenet`),
+    then print the table as far as it renders today."""
+    python = suite_env(session)
+    args = list(session.posargs) or ["--profile", "smoke"]
+    profile = args[args.index("--profile") + 1] if "--profile" in args else "smoke"
+    session.run(python, "-m", "repro", "run-table", str(table), *args, external=True)
+    session.run(python, "-m", "tables.flops_side", "--table", str(table), "--results", f"results/{profile}",
+                external=True)
+
+
 @nox.session
 def reproduce_table1(session: nox.Session) -> None:
-    """Table 1 (MobileNet V1). So far: the FLOPs side of the uniform-rescale rows, measured."""
-    python = suite_env(session)
-    session.run(python, "-m", "tables.flops_side", "--table", "1", *session.posargs, external=True)
+    """Table 1 (MobileNet V1) on the embedded default."""
+    _reproduce(session, 1)
+
+
+@nox.session
+def reproduce_table2(session: nox.Session) -> None:
+    """Table 2 (MobileNet V2) on the embedded default."""
+    _reproduce(session, 2)
+
+
+@nox.session
+def reproduce_table3(session: nox.Session) -> None:
+    """Table 3 (ResNet-50) on the embedded default."""
+    _reproduce(session, 3)

@@ -46,10 +46,11 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from repro.arch import FAMILIES, ArchConfig
 from repro.cost.flops import BASE_RESOLUTION, count_macs, count_macs_scaled, format_macs, parse_macs
+from repro.method import Constraint, Method, SearchResult, register
 
 VARIANTS = ("channel", "input", "channel+input")
 SELECTIONS = ("nearest", "at_most", "at_least")
@@ -148,6 +149,27 @@ def main(argv: list[str] | None = None) -> int:
               f"MACs {format_macs(macs)} exact, {format_macs(scaled)} scaled")
         print(arch.to_json())
     return 0
+
+
+
+@register
+class Uniform(Method):
+    """The uniform-rescale rows as a Method: no search, the rule's network, trained from scratch."""
+
+    name = "uniform"
+    variants = VARIANTS
+    retrain = "scratch"
+
+    def search(self, family: str, variant: str, constraint: Constraint, ctx: object = None) -> SearchResult:
+        self.check(variant)
+        if constraint.kind == "flops":
+            arch = uniform_arch(family, variant, constraint.limit)
+        elif variant == "channel":  # a latency column's baseline is the reference network itself
+            arch = RULES[family].arch(family, constraint.limit)
+        else:
+            raise ValueError(f"uniform {variant!r} has no latency form: a latency column's uniform row is the "
+                             f"Channel reference at {constraint.limit:g}x")
+        return SearchResult(arch, info={"rule": asdict(RULES[family])})
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
 """``python -m repro …``: the suite's command line.
 
-Subcommands so far:
-
 * ``flops``: MACs (exact and scaled conventions) and parameters of an ArchConfig, given as a JSON file or
   as ``--family F --width W --resolution R``.
+* ``run-table T``: every cell of table T on a profile (``--list`` shows them with keys and status).
+* ``run-cell``: one cell, by ``--table T --index N`` (a Slurm array task) or by method, variant, family and
+  constraint.
+* ``eval``: top-1/top-5 of an ArchConfig and its weights on a prepared data set.
+* ``export``: TorchScript (and ONNX where the exporter works) for deployment.
+
+Profile options: ``--profile smoke|imagenet|FILE.yaml``, dotted overrides such as ``--train.epochs=3``,
+``--results DIR`` (default ``results/<profile>``).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from repro.arch import FAMILIES, ArchConfig
 from repro.cost.flops import count_macs, count_macs_scaled, count_params, format_macs
 
 
-def _flops(args: argparse.Namespace) -> int:
+def _flops(args: argparse.Namespace, overrides: list[str]) -> int:
+    if overrides:
+        raise ValueError(f"flops takes no profile overrides ({' '.join(overrides)})")
     if args.arch is not None:
         if args.family or args.width is not None or args.resolution is not None:
             raise ValueError("give either an ArchConfig JSON file or --family/--width/--resolution, not both")
@@ -38,6 +46,131 @@ def _flops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile_and_results(args: argparse.Namespace, overrides: list[str]):
+    from pathlib import Path
+
+    from repro.profiles import load_profile
+
+    profile = load_profile(args.profile, overrides)
+    results = Path(args.results) if args.results else Path("results") / profile.name
+    return profile, results
+
+
+def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
+    from repro.pipeline import prepare_data
+    from repro.runner import run_table, statuses
+
+    profile, results = _profile_and_results(args, overrides)
+    if args.list:
+        from repro.data.manifest import read_manifest
+
+        data = prepare_data(profile, quiet=args.quiet) if read_manifest(_data_folder(profile)) else None
+        for i, st in enumerate(statuses(args.table, profile, data, results, args.all_cells)):
+            print(f"{i:3d}  {st.key or '(data not prepared)':16}  {st.cell.label:42}  {st.status}"
+                  f"{'' if len(profile.seeds) == 1 else f' seed {st.seed}'}")
+        return 0
+    data = prepare_data(profile, quiet=args.quiet)
+    counts = run_table(args.table, profile, data, results, args.all_cells, quiet=args.quiet)
+    print(f"table {args.table} on {profile.name}: {counts['ran']} ran, {counts['cached']} already done, "
+          f"{counts['failed']} failed, {counts['not available']} not available in this build; records in "
+          f"{results / 'records'}")
+    return 1 if counts["failed"] else 0
+
+
+def _data_folder(profile):
+    from pathlib import Path
+
+    return Path(profile.data.path).resolve()
+
+
+def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
+    from repro.cost.flops import parse_macs
+    from repro.method import Constraint
+    from repro.pipeline import prepare_data, run_cell
+    from repro.runner import blocked_reason, run_one, statuses
+
+    profile, results = _profile_and_results(args, overrides)
+    data = prepare_data(profile, quiet=args.quiet)
+    if args.table is not None:
+        if args.index is None:
+            raise ValueError("--table needs --index N (see run-table T --list)")
+        listed = statuses(args.table, profile, data, results, args.all_cells)
+        if not 0 <= args.index < len(listed):
+            raise ValueError(f"--index {args.index} is outside 0..{len(listed) - 1} for table {args.table}")
+        st = listed[args.index]
+        why = blocked_reason(st.cell)
+        if why:
+            raise ValueError(f"cell {args.index} ({st.cell.label}) cannot run: {why}")
+        record, ran = run_one(st, profile, data, results, print, args.quiet)
+    else:
+        missing = [n for n in ("method", "variant", "family", "flops") if getattr(args, n) is None]
+        if missing:
+            raise ValueError("give --table T --index N, or all of --method --variant --family --flops "
+                             f"(missing: {', '.join('--' + m for m in missing)})")
+        record, ran = run_cell(args.method, args.variant, args.family, Constraint("flops", parse_macs(args.flops)),
+                               profile, args.seed, data, results)
+    print(f"{'ran' if ran else 'already done'}: {record.method} {record.variant} {record.family} "
+          f"{record.macs / 1e6:.2f}M MACs, top-1 {100 * record.top1:.2f}% -> key {record.key}")
+    return 0
+
+
+def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from repro.data import Normalize, make_loader
+    from repro.data.manifest import check_beton, read_manifest
+    from repro.models import build_model
+    from repro.train.loop import evaluate
+
+    folder = Path(args.data)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise ValueError(f"{folder} is not a prepared data set (no manifest.json)")
+    arch = ArchConfig.load(args.arch).replace(num_classes=len(manifest["classes"]))
+    model = build_model(arch)
+    state = torch.load(args.weights, map_location="cpu", weights_only=False)
+    model.load_state_dict(state.get("model", state))
+    resolution = max(8, round(arch.resolution * manifest["base_resolution"] / 224))
+    loader, _ = make_loader(check_beton(folder, args.split), train=False, batch_size=256, resolution=resolution)
+    m = evaluate(model, loader, Normalize())
+    print(json.dumps({"top1": m["top1"], "top5": m["top5"], "images": m["images"], "resolution": resolution}))
+    return 0
+
+
+def _export(args: argparse.Namespace, overrides: list[str]) -> int:
+    import torch
+
+    from repro.models import build_model
+
+    arch = ArchConfig.load(args.arch)
+    model = build_model(arch).eval()
+    if args.weights:
+        state = torch.load(args.weights, map_location="cpu", weights_only=False)
+        model.load_state_dict(state.get("model", state))
+    x = torch.zeros(1, 3, arch.resolution, arch.resolution)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x)
+    traced.save(args.out)
+    print(f"TorchScript: {args.out}")
+    if args.onnx:
+        try:
+            torch.onnx.export(model, (x,), args.onnx, input_names=["image"], output_names=["logits"], dynamo=False)
+            print(f"ONNX: {args.onnx}")
+        except Exception as e:  # noqa: BLE001 - the exporter's many failure types; TorchScript is still written
+            print(f"ONNX export failed ({type(e).__name__}: {e}); TorchScript was written", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _add_profile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="smoke", help="smoke | imagenet | a profile .yaml (default smoke)")
+    p.add_argument("--results", help="where records go (default results/<profile>)")
+    p.add_argument("--all-cells", action="store_true", help="also the cells the paper leaves empty (—)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m repro", description="Architecture hyperparameter "
                                 "optimization reproduction suite.")
@@ -50,13 +183,59 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--rule", default="floor", help="width rounding for --width: floor | nearest | divisible8")
     f.add_argument("--json", action="store_true", help="print one JSON object")
     f.set_defaults(func=_flops)
+
+    t = sub.add_parser("run-table", help="run (or --list) every cell of a table")
+    t.add_argument("table", type=int, choices=(1, 2, 3))
+    t.add_argument("--list", action="store_true", help="list the cells with their keys and status")
+    _add_profile_args(t)
+    t.set_defaults(func=_run_table)
+
+    c = sub.add_parser("run-cell", help="run one cell")
+    c.add_argument("--table", type=int, choices=(1, 2, 3))
+    c.add_argument("--index", type=int, help="the cell's index in `run-table T --list`")
+    c.add_argument("--method")
+    c.add_argument("--variant")
+    c.add_argument("--family", choices=FAMILIES)
+    c.add_argument("--flops", help="FLOPs limit, e.g. 330M")
+    c.add_argument("--seed", type=int, default=0)
+    _add_profile_args(c)
+    c.set_defaults(func=_run_cell)
+
+    e = sub.add_parser("eval", help="top-1/top-5 of an architecture and its weights")
+    e.add_argument("--arch", required=True, help="ArchConfig JSON")
+    e.add_argument("--weights", required=True, help="a .pt with the model's state_dict")
+    e.add_argument("--data", required=True, help="a prepared data folder")
+    e.add_argument("--split", default="val", choices=("val", "train"))
+    e.set_defaults(func=_eval)
+
+    x = sub.add_parser("export", help="TorchScript (and ONNX) of an architecture and its weights")
+    x.add_argument("--arch", required=True)
+    x.add_argument("--weights")
+    x.add_argument("--out", required=True, help="TorchScript file to write")
+    x.add_argument("--onnx", help="also write ONNX here")
+    x.set_defaults(func=_export)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, rest = build_parser().parse_known_args(argv)
+    overrides: list[str] = []
+    for item in rest:  # "--train.epochs=3" or "--train.epochs 3"
+        if overrides and "=" not in overrides[-1] and not item.startswith("--"):
+            overrides[-1] += f"={item}"
+        else:
+            overrides.append(item)
+    bad = [o for o in overrides if not (o.startswith("--") and "=" in o and "." in o.split("=", 1)[0])]
+    if bad:
+        print(f"error: unrecognized arguments: {' '.join(bad)} (profile overrides look like --train.epochs=3)",
+              file=sys.stderr)
+        return 2
     try:
-        return args.func(args)
-    except ValueError as e:
+        if args.command in ("run-table", "run-cell"):
+            from repro.distributed import init_distributed
+
+            init_distributed()  # a no-op unless launched by torchrun
+        return args.func(args, overrides)
+    except ValueError as e:  # ConfigError, DataError, RecordError are ValueErrors with one clear line
         print(f"error: {e}", file=sys.stderr)
         return 2

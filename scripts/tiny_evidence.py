@@ -19,7 +19,9 @@ from data_prep.write import check_beton
 from repro.arch import ArchConfig
 from repro.data import Normalize, make_loader
 from repro.models import build_model
-from repro.train.loop import evaluate, param_groups, train_one_epoch, warmup_cosine
+from repro.profiles import TrainConfig
+from repro.train.loop import evaluate, param_groups, train_one_epoch
+from repro.train.trainer import build_scheduler
 
 # the recipe measured here (the smoke profile's retraining recipe at the time of writing)
 RECIPE = {"epochs": 6, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-5,
@@ -36,8 +38,9 @@ def run(data: Path, width: float, resolution: int, seed: int) -> dict:
     normalize = Normalize(channels_last=True)
     opt = torch.optim.SGD(param_groups(model, RECIPE["weight_decay"]), lr=RECIPE["lr"],
                           momentum=RECIPE["momentum"], nesterov=RECIPE["nesterov"])
-    steps = RECIPE["epochs"] * len(train)
-    sched = warmup_cosine(opt, steps, int(RECIPE["warmup_epochs"] * len(train)))
+    schedule = TrainConfig(epochs=RECIPE["epochs"], batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
+                           warmup_epochs=RECIPE["warmup_epochs"], schedule="cosine")
+    sched = build_scheduler(opt, schedule, len(train))
     start = time.perf_counter()
     for _ in range(RECIPE["epochs"]):
         train_one_epoch(model, train, opt, sched, normalize, RECIPE["label_smoothing"])

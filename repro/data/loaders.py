@@ -17,9 +17,9 @@ resolution, on the device; ``benchmarks`` compare it with one loader per resolut
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.data.manifest import MANIFEST, check_beton, fingerprint
+from repro.distributed import rank as dist_rank
+from repro.distributed import world_size
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -63,12 +65,6 @@ def plan_loading(file_bytes: int, available_bytes: int, train: bool, world_size:
                        f"{why}; {order} order" + (", DDP shards through indices=" if by_indices else ""))
 
 
-def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def shard(indices: np.ndarray, rank: int, world_size: int, equal: bool = True) -> np.ndarray:
     """Rank ``rank``'s share of ``indices``. ``equal=True`` (training) drops the remainder so that every
     rank runs the same number of steps, as DistributedSampler(drop_last=True) does; evaluation keeps
@@ -88,9 +84,11 @@ def make_loader(beton: str | Path, *, train: bool, batch_size: int, resolution: 
     size and the available memory (module docstring).
     """
     import psutil
-    from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder
     from ffcv.loader import Loader, OrderOption
-    from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
+    from ffcv.transforms import Squeeze, ToTensor, ToTorchImage
+
+    from repro.data.augment import SeededRandomResizedCrop
 
     if not isinstance(resolution, int) or resolution <= 0:
         raise ValueError(f"resolution={resolution!r} must be a positive integer (pixels)")
@@ -101,11 +99,12 @@ def make_loader(beton: str | Path, *, train: bool, batch_size: int, resolution: 
         check_beton(beton.parent, beton.stem)
     else:
         fingerprint(beton)  # at least a complete, readable .beton
-    rank, world = _dist()
+    rank, world = dist_rank(), world_size()
     plan = plan_loading(beton.stat().st_size, psutil.virtual_memory().available, train, world, os_cache)
     if train:
-        decoder = RandomResizedCropRGBImageDecoder((resolution, resolution), scale=crop_scale)
-        image_ops = [decoder, RandomHorizontalFlip(), ToTensor(), ToTorchImage()]
+        # crop and flip drawn from (seed, epoch, sample): see repro/data/augment.py
+        decoder = SeededRandomResizedCrop((resolution, resolution), scale=crop_scale, seed=seed)
+        image_ops = [decoder, ToTensor(), ToTorchImage()]
     else:
         image_ops = [CenterCropRGBImageDecoder((resolution, resolution), ratio=EVAL_CROP_RATIO), ToTensor(),
                      ToTorchImage()]

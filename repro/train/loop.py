@@ -23,19 +23,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
-    """Linear warm-up from 1/warmup to 1, then cosine decay to 0, per step."""
-    import math
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, scheduler,
                     normalize: nn.Module, label_smoothing: float = 0.1,
                     autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
@@ -59,24 +46,45 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, normalize: nn.Module,
-             resolution: int | None = None) -> dict[str, float]:
-    """Top-1 / top-5 (fractions) and mean cross-entropy over ``loader``."""
+def evaluate_sums(model: nn.Module, loader: Iterable, normalize: nn.Module, resolution: int | None = None,
+                  autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """[correct top-1, correct top-5, summed cross-entropy, images] over ``loader`` (float64)."""
     from repro.data.loaders import resize_batch
 
     model.eval()
     device = normalize.mean.device
-    correct1 = correct5 = seen = 0
-    total_loss = 0.0
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
     for images, labels in loader:
         x = normalize(images)
         if resolution is not None:
             x = resize_batch(x, resolution)
         y = labels.to(device).long()
-        logits = model(x)
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(x).float()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        correct1 += (top[:, 0] == y).sum().item()
-        correct5 += (top == y[:, None]).any(dim=1).sum().item()
-        seen += len(y)
-    return {"top1": correct1 / seen, "top5": correct5 / seen, "loss": total_loss / seen, "images": seen}
+        sums += torch.stack([(top[:, 0] == y).sum(), (top == y[:, None]).any(dim=1).sum(),
+                             F.cross_entropy(logits, y, reduction="sum"), torch.tensor(len(y), device=device)]
+                            ).double()
+    return sums
+
+
+def _metrics(sums: torch.Tensor) -> dict[str, float]:
+    c1, c5, loss, n = sums.tolist()
+    if n == 0:
+        raise ValueError("evaluation saw no images")
+    return {"top1": c1 / n, "top5": c5 / n, "loss": loss / n, "images": int(n)}
+
+
+def evaluate(model: nn.Module, loader: Iterable, normalize: nn.Module,
+             resolution: int | None = None) -> dict[str, float]:
+    """Top-1 / top-5 (fractions) and mean cross-entropy over ``loader``."""
+    return _metrics(evaluate_sums(model, loader, normalize, resolution))
+
+
+def evaluate_distributed(model: nn.Module, loader: Iterable, normalize: nn.Module,
+                         autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """``evaluate`` with each rank on its own shard and the sums reduced across ranks."""
+    sums = evaluate_sums(model, loader, normalize, None, autocast_dtype)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(sums)
+    return _metrics(sums)

@@ -1,0 +1,86 @@
+"""The one interface every method implements (the paper's method and each baseline), and its registry.
+
+A method turns (family, variant, constraint) into an architecture (``search``), and declares how that
+architecture is then trained: ``"scratch"`` (trained from scratch on the full training split, as the paper
+does for its own method and the uniform baselines) or ``"finetune"`` (the pruned weights it returns are
+fine-tuned, as the traditional pruning methods do). The pipeline has no per-method branches: a new method
+is one module that calls ``register``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from repro.arch import ArchConfig
+
+CONSTRAINT_KINDS = ("flops", "gpu_latency", "cpu_latency")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``flops``: ``limit`` in MACs (ImageNet geometry). ``gpu_latency`` / ``cpu_latency``: ``limit`` is the
+    width multiplier of the uniform *Channel* reference whose latency, measured in the same run on the same
+    device, is the budget (met when the ratio is <= 1)."""
+
+    kind: Literal["flops", "gpu_latency", "cpu_latency"]
+    limit: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONSTRAINT_KINDS:
+            raise ValueError(f"constraint kind={self.kind!r} is not known; allowed: {', '.join(CONSTRAINT_KINDS)}")
+        if not self.limit > 0:
+            raise ValueError(f"constraint limit={self.limit!r} must be positive")
+
+    def label(self) -> str:
+        if self.kind == "flops":
+            from repro.cost.flops import format_macs
+
+            return format_macs(self.limit, 0 if self.limit >= 1e6 and self.limit % 1e6 == 0 else 1)
+        return f"{self.limit:g}x {self.kind.replace('_', ' ')}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "limit": self.limit}
+
+
+@dataclass
+class SearchResult:
+    arch: ArchConfig  # at ImageNet geometry (1000 classes): the pipeline sets the data set's class count
+    weights: dict[str, Any] | None = None  # for "finetune" methods: the pruned network's state_dict
+    info: dict[str, Any] = field(default_factory=dict)  # anything worth recording (trajectory file, ...)
+
+
+class Method:
+    """Subclass, set ``name``, ``variants`` and ``retrain``, implement ``search``, and ``register`` it."""
+
+    name: ClassVar[str]
+    variants: ClassVar[tuple[str, ...]]
+    retrain: ClassVar[Literal["scratch", "finetune"]] = "scratch"
+
+    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
+        raise NotImplementedError
+
+    def check(self, variant: str) -> None:
+        if variant not in self.variants:
+            raise ValueError(f"method {self.name!r} has no variant {variant!r}; it has: {', '.join(self.variants)}")
+
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator; refuses a second method of the same name."""
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        raise ValueError(f"a method named {cls.name!r} is already registered ({REGISTRY[cls.name].__module__})")
+    if cls.retrain not in ("scratch", "finetune"):
+        raise ValueError(f"method {cls.name!r}: retrain={cls.retrain!r} must be 'scratch' or 'finetune'")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> Method:
+    import baselines  # noqa: F401 - importing the package registers every baseline
+
+    if name not in REGISTRY:
+        raise ValueError(f"method {name!r} is not registered; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]()

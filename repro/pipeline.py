@@ -1,0 +1,207 @@
+"""One table cell = search -> retrain -> measure -> record; cached, resumable, the same for every method.
+
+``run_cell`` looks for the cell's record first (its key is a hash of every input: method, variant,
+family, constraint, the resolved profile, the seed and the data set's checksums) and does nothing when it
+exists. Otherwise it asks the method for an architecture, retrains it as the method declares (from
+scratch on the full training split, or fine-tuning the method's weights), measures it at ImageNet geometry
+and writes the record atomically. The retraining is a shared artifact with a record of its own, keyed by
+what determines it (architecture, recipe, data, seed, protocol, starting weights): two cells that end in
+the same network (Table 1's latency "Baseline" and its "Channel" row) train it once. A crash leaves the
+records already written, and the interrupted retraining resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from repro.arch import ArchConfig
+from repro.config import to_mapping
+from repro.cost.flops import count_macs, count_macs_scaled, count_params
+from repro.data.manifest import DataError, check_beton, read_manifest
+from repro.distributed import barrier, is_main
+from repro.method import Constraint, get_method
+from repro.profiles import Profile
+from repro.results import RunRecord, environment, find_record, input_key, now, write_record
+
+RECORDS, CHECKPOINTS, WEIGHTS = "records", "checkpoints", "weights"
+
+
+@dataclass
+class PreparedData:
+    """A prepared data set (``data_prep``) as the pipeline uses it."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    sub_train: np.ndarray
+    sub_eval: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.manifest["classes"])
+
+    @property
+    def base_resolution(self) -> int:
+        return int(self.manifest["base_resolution"])
+
+    def identity(self) -> dict[str, Any]:
+        """What names the data in a record and in cache keys."""
+        return {"path": str(self.folder), "classes": self.num_classes, "base_resolution": self.base_resolution,
+                "listing_sha256": self.manifest["listing_sha256"],
+                "betons": {k: v["quick_sha256"] for k, v in self.manifest["betons"].items()},
+                "split": self.manifest["split"]}
+
+
+def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
+                 log: Callable[[str], None] = print) -> PreparedData:
+    """The profile's data set, made first if the profile says how (``data.source``); under torchrun rank 0
+    makes it while the others wait."""
+    if not is_main():
+        barrier()
+    folder = (root / profile.data.path).resolve() if not Path(profile.data.path).is_absolute() \
+        else Path(profile.data.path)
+    manifest = read_manifest(folder)
+    if manifest is None or "val" not in manifest.get("betons", {}):
+        source = profile.data.source
+        if source is None:
+            raise DataError(f"no prepared data set in {folder}: run `python -m data_prep prepare --imagefolder "
+                            f"DIR --out {folder}` or set data.source in the profile")
+        from data_prep.write import WriteParams, prepare
+
+        if source == "tiny":
+            from data_prep import tiny
+
+            log(f"making the embedded data set in {folder}")
+            tiny.write_imagefolder(folder / "imagefolder", profile.data.split_seed, quiet=quiet)
+            manifest = prepare(folder / "imagefolder", folder, profile.data.per_class, profile.data.split_seed,
+                               WriteParams(), None, tiny.BASE_RESOLUTION, quiet=quiet, log=log)
+        else:
+            manifest = prepare(Path(source), folder, profile.data.per_class, profile.data.split_seed,
+                               WriteParams(), profile.data.devkit, quiet=quiet, log=log)
+    if is_main():
+        barrier()
+    for name in ("train", "val"):
+        check_beton(folder, name, manifest)
+    from data_prep.split import load_split
+
+    split = load_split(folder, manifest["listing_sha256"]["train"])
+    return PreparedData(folder, manifest, split.sub_train, split.sub_eval)
+
+
+@dataclass
+class Context:
+    """What a method's ``search`` may use (the paper's method and the baselines read the same)."""
+
+    profile: Profile
+    seed: int
+    data: PreparedData
+    results: Path
+    device: Any = None
+    log: Callable[[str], None] = print
+    quiet: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def cell_key(method: str, variant: str, family: str, constraint: Constraint, profile: Profile, seed: int,
+             data: PreparedData) -> str:
+    return input_key(kind="cell", method=method, variant=variant, family=family, constraint=constraint.to_dict(),
+                     profile=to_mapping(profile), seed=seed, data=data.identity())
+
+
+def run_cell(method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile,
+             seed: int, data: PreparedData, results: Path, device: Any = None,
+             log: Callable[[str], None] = print, quiet: bool = False) -> tuple[RunRecord, bool]:
+    """The cell's record, and whether this call produced it (False: it existed already)."""
+    records = Path(results) / RECORDS
+    key = cell_key(method_name, variant, family, constraint, profile, seed, data)
+    existing = find_record(records, key)
+    if existing is not None:
+        return existing, False
+    method = get_method(method_name)
+    method.check(variant)
+    ctx = Context(profile, seed, data, Path(results), device, log, quiet)
+    start = time.perf_counter()
+    found = method.search(family, variant, constraint, ctx)
+    search_seconds = time.perf_counter() - start
+    retrain = retrain_arch(found.arch, method.retrain, found.weights, profile, seed, data, Path(results), device,
+                           log)
+    arch = found.arch.with_imagenet_geometry()
+    record = RunRecord(
+        key=key, kind="cell", method=method_name, variant=variant, family=family,
+        constraint=constraint.to_dict(), arch=arch.to_dict(), profile=profile.name,
+        profile_config=to_mapping(profile), dataset=data.identity(), seed=seed,
+        macs=count_macs(arch), macs_scaled=count_macs_scaled(arch), params=count_params(arch),
+        top1=retrain.top1, top5=retrain.top5, epochs=retrain.epochs, search_seconds=search_seconds,
+        retrain_seconds=retrain.retrain_seconds, retrain_protocol=method.retrain,
+        artifacts={"retrain": retrain.key}, environment=environment(), created=now(),
+        extra={"search": found.info},
+    )
+    if is_main():
+        write_record(records, record)
+    barrier()
+    return record, True
+
+
+def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile: Profile, seed: int,
+                 data: PreparedData, results: Path, device: Any = None,
+                 log: Callable[[str], None] = print) -> RunRecord:
+    """Train ``arch`` as ``protocol`` says, once per distinct input; its own record (kind "retrain")."""
+    import torch
+
+    from repro.models import build_model
+    from repro.train.trainer import TrainData, fit
+
+    recipe = profile.train_for(arch.family)
+    weights_id = None if weights is None else _state_hash(weights)
+    key = input_key(kind="retrain", arch=arch.with_imagenet_geometry().to_dict(), protocol=protocol,
+                    recipe=to_mapping(recipe), data=data.identity(), seed=seed, weights=weights_id)
+    records = results / RECORDS
+    existing = find_record(records, key)
+    if existing is not None:
+        return existing
+    model_arch = arch.replace(num_classes=data.num_classes)
+    torch.manual_seed(seed)
+    model = build_model(model_arch)
+    if weights is not None:
+        model.load_state_dict(weights)
+    train_data = TrainData(check_beton(data.folder, "train"), check_beton(data.folder, "val"), data.num_classes,
+                           data.base_resolution, workers=profile.data.workers)
+    outcome = fit(model, train_data, recipe, seed, arch.resolution, results / CHECKPOINTS / key, device, log)
+    weights_path = results / WEIGHTS / f"{key}.pt"
+    if is_main():
+        from repro.train.trainer import save_checkpoint
+
+        weights_path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(weights_path, model=model.state_dict(), arch=model_arch.to_dict())
+    record = RunRecord(
+        key=key, kind="retrain", method=protocol, variant="", family=arch.family, constraint={},
+        arch=model_arch.to_dict(), profile=profile.name, profile_config={"train": to_mapping(recipe)},
+        dataset=data.identity(), seed=seed, top1=outcome["top1"], top5=outcome["top5"], epochs=recipe.epochs,
+        retrain_seconds=outcome["train_seconds"], retrain_protocol=protocol,
+        artifacts={"weights": str(weights_path.relative_to(results))}, environment=environment(), created=now(),
+        extra={k: outcome[k] for k in ("resolution", "resumed", "loading", "images_per_second", "loss")},
+    )
+    if is_main():
+        write_record(records, record)
+    barrier()
+    return record
+
+
+def _state_hash(state: dict) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def summary(record: RunRecord) -> str:
+    acc = "—" if record.top1 is None else f"{100 * record.top1:.1f}%"
+    return json.dumps({"method": record.method, "variant": record.variant, "macs": record.macs, "top1": acc})

@@ -1,0 +1,125 @@
+"""Profiles: one YAML file per scale of the same protocol (``smoke``: the embedded data set on a laptop CPU;
+``imagenet``: the paper's protocol). ``load_profile(name_or_path, overrides)`` types it; unknown keys and
+wrong types are errors; ``--train.epochs=3``-style overrides are applied before typing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from repro.config import ConfigError, apply_overrides, from_mapping
+
+PROFILE_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str  # the prepared folder: manifest.json, train.beton, val.beton, sub_*.npy
+    # how to make it when it is missing: "tiny" (the embedded set) or an ImageFolder root to prepare
+    source: str | None = None
+    devkit: str | None = None
+    per_class: int = 50  # sub-eval images per class (paper: 50)
+    split_seed: int = 0
+    workers: int = 0  # loader workers per process; 0 = all cores of the process
+
+    def __post_init__(self) -> None:
+        if self.per_class < 1:
+            raise ConfigError(f"data.per_class={self.per_class} must be at least 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A from-scratch training recipe (SGD with momentum, warm-up then decay)."""
+
+    epochs: int
+    batch_size: int  # per process
+    lr: float  # at lr_reference_batch images per step; scaled linearly with the global batch
+    lr_reference_batch: int = 256
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 4e-5  # not applied to BatchNorm parameters and biases
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 0.0
+    schedule: Literal["cosine", "linear", "step"] = "cosine"
+    step_milestones: tuple[float, ...] = (0.25, 0.5, 0.75)  # "step": fractions of the run, lr x step_gamma
+    step_gamma: float = 0.1
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    eval_batch_size: int = 256
+    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA, and on CPU (measured faster)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: fp16 on CUDA, off (fp32) on CPU
+    checkpoint_every_steps: int = 0  # 0: only at the end of every epoch
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "lr_reference_batch", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}={getattr(self, name)} must be at least 1")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr} must be positive")
+        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ConfigError(f"train.crop_scale={list(self.crop_scale)} must satisfy 0 < low <= high <= 1")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            raise ConfigError(f"train.warmup_epochs={self.warmup_epochs} must be within 0..epochs")
+
+    def scaled_lr(self, global_batch: int) -> float:
+        return self.lr * global_batch / self.lr_reference_batch
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    data: DataConfig
+    train: TrainConfig
+    seeds: tuple[int, ...] = (0,)
+    # per-family changes to ``train`` (e.g. ResNet-50's recipe differs from the MobileNets')
+    train_by_family: dict[str, Any] = field(default_factory=dict)
+    # per-method settings (search budgets, populations, ...), typed by each method when it runs
+    methods: dict[str, Any] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()  # where the recipe's numbers come from
+
+    def __post_init__(self) -> None:
+        from repro.arch import FAMILIES
+
+        for family in self.train_by_family:
+            if family not in FAMILIES:
+                raise ConfigError(f"train_by_family.{family}: not a family; allowed: {', '.join(FAMILIES)}")
+            self.train_for(family)  # type-check the merged recipe now, not when a cell runs
+
+    def train_for(self, family: str) -> TrainConfig:
+        """``train`` with this family's changes applied."""
+        changes = self.train_by_family.get(family)
+        if not changes:
+            return self.train
+        from dataclasses import asdict
+
+        return from_mapping(TrainConfig, {**asdict(self.train), **changes}, f"train_by_family.{family}")
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise ConfigError(f"profile file {p} does not exist")
+        return p
+    builtin = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not builtin.is_file():
+        known = ", ".join(sorted(q.stem for q in PROFILE_DIR.glob("*.yaml")))
+        raise ConfigError(f"profile {name_or_path!r} is not known; built in: {known}, or give a .yaml path")
+    return builtin
+
+
+def load_profile(name_or_path: str | Path, overrides: list[str] | None = None) -> Profile:
+    path = profile_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    data = apply_overrides(data or {}, list(overrides or []))
+    try:
+        return from_mapping(Profile, data)
+    except ConfigError as e:
+        raise ConfigError(f"profile {path.name}: {e}") from None

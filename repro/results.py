@@ -1,0 +1,177 @@
+"""RunRecord: what one table cell (or one shared artifact) produced, and everything that produced it.
+
+One JSON file per record under ``results/<profile>/records/``, written atomically (temporary file, fsync,
+rename), with a versioned schema. ``load_records(folder)`` reads a folder as a pandas DataFrame for the
+tables; a malformed or foreign file is an error that names it (``skip_bad=True`` collects those instead).
+
+Units: ``top1`` / ``top5`` are fractions in [0, 1]; ``macs`` are multiply-accumulates at ImageNet geometry
+(``macs_scaled`` in the paper's ``MACs(224) (r/224)^2`` convention); times are seconds; latency in ms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import MISSING, asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro.atomic import atomic_write_text
+
+SCHEMA_VERSION = 1
+RECORD_KIND = "ahpo-repro/run-record"
+
+
+class RecordError(ValueError):
+    """A record file that cannot be read as a RunRecord; the message names the file."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    key: str  # hash of the inputs (``input_key``): a cell whose record exists is not run again
+    kind: str  # "cell" for a table cell, or the artifact kind ("retrain", "reference", ...)
+    method: str
+    variant: str
+    family: str
+    constraint: dict[str, Any]  # Constraint as a mapping: kind, limit
+    arch: dict[str, Any]  # ArchConfig.to_dict()
+    profile: str
+    profile_config: dict[str, Any]  # the resolved profile
+    dataset: dict[str, Any]  # name/path and the manifest's checksums
+    seed: int
+    macs: int | None = None
+    macs_scaled: float | None = None
+    params: int | None = None
+    top1: float | None = None  # fraction
+    top5: float | None = None  # fraction
+    latency: dict[str, Any] | None = None  # device, batch_size, ms, reference_ms, ratio, settings
+    epochs: int | None = None
+    search_seconds: float | None = None
+    retrain_seconds: float | None = None
+    retrain_protocol: str | None = None  # "scratch" | "finetune"
+    artifacts: dict[str, str] = field(default_factory=dict)  # name -> key of shared artifacts used
+    environment: dict[str, Any] = field(default_factory=dict)  # code version, library versions, hardware
+    extra: dict[str, Any] = field(default_factory=dict)  # method- or artifact-specific details
+    created: str = ""
+    schema: int = SCHEMA_VERSION
+    record_kind: str = RECORD_KIND
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "record") -> RunRecord:
+        if not isinstance(data, dict) or data.get("record_kind") != RECORD_KIND:
+            raise RecordError(f"{where} is not a run record of this suite (record_kind != {RECORD_KIND!r})")
+        if data.get("schema") != SCHEMA_VERSION:
+            raise RecordError(f"{where} has schema {data.get('schema')!r}; this code reads {SCHEMA_VERSION}")
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - names)
+        missing = sorted(n for n, f in cls.__dataclass_fields__.items() if n not in data
+                         and f.default is MISSING and f.default_factory is MISSING)
+        if unknown or missing:
+            raise RecordError(f"{where}: unknown fields {unknown}, missing fields {missing}")
+        return cls(**data)
+
+
+def input_key(**inputs: Any) -> str:
+    """A stable 16-hex-digit hash of JSON-able inputs (dict order does not matter)."""
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def record_path(folder: Path, record: RunRecord) -> Path:
+    return Path(folder) / f"{record.kind}-{record.method}-{record.key}.json"
+
+
+def write_record(folder: Path, record: RunRecord) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = record_path(folder, record)
+    atomic_write_text(path, record.to_json())
+    return path
+
+
+def find_record(folder: Path, key: str) -> RunRecord | None:
+    for path in Path(folder).glob(f"*-{key}.json"):
+        return read_record(path)
+    return None
+
+
+def read_record(path: Path) -> RunRecord:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RecordError(f"{path}: not a readable JSON record ({e})") from None
+    try:
+        return RunRecord.from_dict(data, str(path))
+    except TypeError as e:
+        raise RecordError(f"{path}: {e}") from None
+
+
+def load_records(folder: Path, skip_bad: bool = False) -> tuple[Any, list[str]]:
+    """All records in ``folder`` as a DataFrame (one row per record, nested fields as dicts), and the
+    list of files skipped as bad (only with ``skip_bad``; otherwise the first bad file raises)."""
+    import pandas as pd
+
+    rows, bad = [], []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            rows.append(asdict(read_record(path)))
+        except RecordError as e:
+            if not skip_bad:
+                raise
+            bad.append(str(e))
+    return pd.DataFrame(rows), bad
+
+
+def environment() -> dict[str, Any]:
+    """Code version, library versions and hardware, for the record."""
+    import numpy
+    import torch
+
+    root = Path(__file__).resolve().parent.parent
+    env: dict[str, Any] = {
+        "code_version": _git(root, "rev-parse", "HEAD"),
+        "code_dirty": bool(_git(root, "status", "--porcelain", "--untracked-files=no")),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_cores": len(os.sched_getaffinity(0)),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+    }
+    for lib in ("ffcv", "fvcore", "torchvision"):
+        try:
+            env[lib] = __import__(lib).__version__
+        except Exception:  # noqa: BLE001 - a library that cannot be imported is recorded as absent
+            env[lib] = None
+    return env
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

@@ -1,0 +1,82 @@
+"""Running a table's cells one after another (``run-table``), listing them, and running one by index
+(``run-cell --table T --index N``, what a Slurm array task calls). Cells whose method is not built yet,
+and latency cells (they come with the latency issue; GPU ones need a GPU), are reported, not faked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from repro.method import REGISTRY
+from repro.pipeline import PreparedData, cell_key, run_cell
+from repro.profiles import Profile
+from repro.results import RunRecord, find_record
+from tables.spec import Cell, table_cells
+
+
+@dataclass
+class CellStatus:
+    cell: Cell
+    seed: int
+    key: str | None
+    status: str  # done | pending | not available: <why>
+    record: RunRecord | None = None
+
+
+def blocked_reason(cell: Cell) -> str | None:
+    """Why a cell cannot run in this build, or None."""
+    import baselines  # noqa: F401
+
+    if cell.method not in REGISTRY:
+        return f"method {cell.method!r} is not built yet"
+    if cell.constraint.kind != "flops":
+        return "latency cells come with the latency issue (GPU latency also needs a GPU: not run here)"
+    return None
+
+
+def statuses(table: int, profile: Profile, data: PreparedData | None, results: Path,
+             all_cells: bool = False) -> list[CellStatus]:
+    out = []
+    for cell in table_cells(table, all_cells):
+        for seed in profile.seeds:
+            why = blocked_reason(cell)
+            key = None if data is None else cell_key(cell.method, cell.variant, cell.family, cell.constraint,
+                                                     profile, seed, data)
+            record = None if key is None else find_record(results / "records", key)
+            status = "done" if record else (f"not available: {why}" if why else "pending")
+            out.append(CellStatus(cell, seed, key, status, record))
+    return out
+
+
+def run_one(st: CellStatus, profile: Profile, data: PreparedData, results: Path, log: Callable[[str], None],
+            quiet: bool = False) -> tuple[RunRecord, bool]:
+    c = st.cell
+    return run_cell(c.method, c.variant, c.family, c.constraint, profile, st.seed, data, results, log=log,
+                    quiet=quiet)
+
+
+def run_table(table: int, profile: Profile, data: PreparedData, results: Path, all_cells: bool = False,
+              log: Callable[[str], None] = print, quiet: bool = False) -> dict[str, int]:
+    """Run every runnable cell; a failing cell is reported and the others go on. Returns counts."""
+    counts = {"ran": 0, "cached": 0, "failed": 0, "not available": 0}
+    todo = statuses(table, profile, data, results, all_cells)
+    bar = tqdm(todo, desc=f"table {table}", unit="cell", disable=quiet)
+    for st in bar:
+        bar.set_postfix_str(st.cell.label[:60])
+        if st.status.startswith("not available"):
+            counts["not available"] += 1
+            continue
+        try:
+            record, ran = run_one(st, profile, data, results, log, quiet)
+        except Exception as e:  # noqa: BLE001 - one cell's failure must not lose the others; reported below
+            counts["failed"] += 1
+            log(f"FAILED {st.cell.label} (seed {st.seed}): {type(e).__name__}: {e}")
+            continue
+        counts["ran" if ran else "cached"] += 1
+        acc = "—" if record.top1 is None else f"{100 * record.top1:.1f}%"
+        log(f"{'ran   ' if ran else 'cached'} {st.cell.label} seed {st.seed}: {record.macs / 1e6:.2f}M MACs, "
+            f"top-1 {acc} (proxy on {profile.name})")
+    return counts

@@ -1,0 +1,25 @@
+#!/bin/bash
+# One Slurm array task per table cell, each a torchrun DDP job on one node of 8 GPUs.
+#   python -m repro run-table 1 --profile imagenet --list     # the cells, their indices and status
+#   sbatch --array=0-25 scripts/slurm_table.sh 1              # table 1: indices from the list
+# A cell whose record exists returns at once; a cell killed by the time limit resumes from its checkpoint
+# when the same index is submitted again. Shared artifacts (a retrained network two cells share) are built
+# by whichever task gets there first.
+#SBATCH --job-name=ahpo-table
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node=8
+#SBATCH --cpus-per-task=64
+#SBATCH --time=72:00:00
+#SBATCH --output=logs/%x-%A_%a.out
+set -euo pipefail
+TABLE=${1:?usage: sbatch --array=0-N scripts/slurm_table.sh TABLE [overrides...]}
+shift
+cd "${SLURM_SUBMIT_DIR}"
+source .nox/suite/bin/activate          # the environment `nox -s tests` builds
+torchrun --standalone --nproc_per_node="${SLURM_GPUS_ON_NODE:-8}" -m repro run-cell \
+    --table "${TABLE}" --index "${SLURM_ARRAY_TASK_ID}" --profile imagenet "$@"
+# Several nodes per cell: replace --standalone by
+#   --nnodes="${SLURM_NNODES}" --rdzv_backend=c10d --rdzv_id="${SLURM_JOB_ID}" \
+#   --rdzv_endpoint="$(scontrol show hostnames "${SLURM_JOB_NODELIST}" | head -n1):29500"
+# and launch it with `srun` (one torchrun per node).

@@ -1,0 +1,305 @@
+"""The engine: profiles, run records, the method registry, training with checkpoints and exact resume,
+DDP equivalence, BatchNorm recalibration, the bf16 path, and the cached cell pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from data_prep import tiny
+from data_prep.write import WriteParams, prepare
+from repro.arch import ArchConfig
+from repro.config import ConfigError
+from repro.method import REGISTRY, Constraint, Method, get_method, register
+from repro.models import build_model
+from repro.profiles import TrainConfig, load_profile
+from repro.results import RecordError, RunRecord, input_key, load_records, write_record
+from repro.train.trainer import CHECKPOINT, TrainData, fit, recalibrate_bn, train_step
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- profiles -------------------------------------------------------------------------------------
+
+def test_builtin_profiles_load_and_family_recipes_merge():
+    smoke = load_profile("smoke")
+    assert smoke.train.epochs == 6 and smoke.train.nesterov is True and smoke.data.source == "tiny"
+    imagenet = load_profile("imagenet")
+    assert imagenet.train_for("mobilenet_v2").lr == 0.5
+    r50 = imagenet.train_for("resnet50")
+    assert (r50.epochs, r50.lr, r50.schedule, r50.weight_decay, r50.momentum) == (128, 0.2, "step", 1e-4, 0.9)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.epochs=three"], r"train.epochs='three' must be an integer"),
+    (["train.nesterov=yes please"], r"train.nesterov='yes please' must be true or false"),
+    (["train.colour=red"], r"unknown key\(s\) train.colour"),
+    (["train.schedule=exp"], r"train.schedule='exp' is not allowed; choose one of 'cosine', 'linear', 'step'"),
+    (["train.crop_scale=[0.5, 0.2]"], r"train.crop_scale=\[0.5, 0.2\] must satisfy"),
+    (["epochs=3"], r"unknown key\(s\) epochs"),
+    (["train.epochs"], r"must look like section.key=value"),
+    (["train_by_family.vgg.lr=1"], r"train_by_family.vgg: not a family"),
+])
+def test_profile_errors_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_profile("smoke", overrides)
+
+
+def test_overrides_are_typed():
+    p = load_profile("smoke", ["--train.epochs=3", "train.lr=0.05", "train.nesterov=false", "seeds=[0, 1, 2]"])
+    assert (p.train.epochs, p.train.lr, p.train.nesterov, p.seeds) == (3, 0.05, False, (0, 1, 2))
+    with pytest.raises(ConfigError, match="profile 'nope' is not known"):
+        load_profile("nope")
+
+
+# --- records ---------------------------------------------------------------------------------------
+
+def _record(key="k1", **changes):
+    base = dict(key=key, kind="cell", method="uniform", variant="channel", family="mobilenet_v1",
+                constraint={"kind": "flops", "limit": 3.3e8}, arch={}, profile="smoke", profile_config={},
+                dataset={}, seed=0, top1=0.5, macs=325400448)
+    base.update(changes)
+    return RunRecord(**base)
+
+
+def test_records_round_trip_and_load_as_frame(tmp_path):
+    write_record(tmp_path, _record("a"))
+    write_record(tmp_path, _record("b", top1=0.25))
+    frame, bad = load_records(tmp_path)
+    assert sorted(frame["top1"]) == [0.25, 0.5] and bad == []
+    assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temporary files
+
+
+def test_bad_record_is_named_and_can_be_skipped(tmp_path):
+    write_record(tmp_path, _record("a"))
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "foreign.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(RecordError, match="broken.json"):
+        load_records(tmp_path)
+    frame, bad = load_records(tmp_path, skip_bad=True)
+    assert len(frame) == 1 and len(bad) == 2 and any("foreign.json" in b for b in bad)
+
+
+def test_input_key_ignores_dict_order():
+    assert input_key(a=1, b={"x": 1, "y": 2}) == input_key(b={"y": 2, "x": 1}, a=1)
+    assert input_key(a=1) != input_key(a=2)
+
+
+# --- registry --------------------------------------------------------------------------------------
+
+def test_registry_refuses_duplicates_and_unknown_names():
+    assert "uniform" in REGISTRY or get_method("uniform")
+
+    class Twin(Method):
+        name = "uniform"
+        variants = ("channel",)
+
+    with pytest.raises(ValueError, match="already registered"):
+        register(Twin)
+    with pytest.raises(ValueError, match="method 'nope' is not registered"):
+        get_method("nope")
+    with pytest.raises(ValueError, match="has no variant 'depth'"):
+        get_method("uniform").check("depth")
+    with pytest.raises(ValueError, match="constraint kind='memory'"):
+        Constraint("memory", 1.0)
+
+
+# --- training --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    base = tmp_path_factory.mktemp("engine-data")
+    tiny.write_imagefolder(base / "imagefolder", seed=2, train_per_class=6, val_per_class=2, quiet=True)
+    prepare(base / "imagefolder", base, 2, 0, WriteParams(write_mode="raw"), None, tiny.BASE_RESOLUTION,
+            workers=2, quiet=True, log=lambda s: None)
+    return base
+
+
+RECIPE = TrainConfig(epochs=2, batch_size=16, lr=0.05, lr_reference_batch=16, warmup_epochs=0.5,
+                     checkpoint_every_steps=2, eval_batch_size=64, crop_scale=(0.35, 1.0))
+ARCH = ArchConfig.uniform("mobilenet_v1", 0.25, resolution=112, num_classes=len(tiny.CLASSES))
+
+
+def _train_data(folder: Path) -> TrainData:
+    return TrainData(folder / "train.beton", folder / "val.beton", len(tiny.CLASSES), tiny.BASE_RESOLUTION,
+                     workers=2)
+
+
+def _fit(folder, ckpt, **kw):
+    torch.manual_seed(0)
+    model = build_model(ARCH)
+    out = fit(model, _train_data(folder), RECIPE, 0, ARCH.resolution, ckpt, torch.device("cpu"),
+              log=lambda s: None, **kw)
+    return model, out
+
+
+def test_resume_after_a_kill_ends_with_the_same_weights(tiny_data, tmp_path):
+    """A run killed (SIGKILL) mid-epoch resumes from its last checkpoint and ends bitwise equal to an
+    uninterrupted run with the same seed (deterministic CPU kernels, seeded augmentation)."""
+    reference, ref_out = _fit(tiny_data, tmp_path / "uninterrupted")
+    assert ref_out["resumed"] is None and ref_out["epochs"] == 2
+    ckpt = tmp_path / "killed"
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r});"
+              f"from pathlib import Path; import test_engine as t; t._fit(Path({str(tiny_data)!r}), "
+              f"Path({str(ckpt)!r}), step_delay=0.5)")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    state = None
+    while time.time() < deadline and proc.poll() is None:
+        if (ckpt / CHECKPOINT).exists():
+            state = torch.load(ckpt / CHECKPOINT, weights_only=False)
+            if state["epoch"] == 0 and state["step"] >= 2:
+                break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert state is not None and state["epoch"] == 0 and 0 < state["step"] < 6, "the run was not caught mid-epoch"
+    resumed, out = _fit(tiny_data, ckpt)
+    assert out["resumed"] is not None and out["resumed"]["epoch"] == 0
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert out["top1"] == ref_out["top1"]
+
+
+def test_bf16_autocast_path_runs_on_cpu(tiny_data, tmp_path):
+    seen = []
+    torch.manual_seed(0)
+    model = build_model(ARCH)
+    model.features[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    cfg = TrainConfig(**{**RECIPE.__dict__, "epochs": 1, "amp": "bf16"})
+    out = fit(model, _train_data(tiny_data), cfg, 0, ARCH.resolution, None, torch.device("cpu"), log=lambda s: None)
+    assert torch.bfloat16 in seen and np.isfinite(out["train_loss"]) and 0 <= out["top1"] <= 1
+
+
+def test_recalibrate_bn_sets_plain_average_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    batches = [(torch.randint(0, 255, (5, 3, 8, 8), dtype=torch.uint8), torch.zeros(5)) for _ in range(3)]
+    from repro.data import Normalize
+
+    normalize = Normalize()
+    recalibrate_bn(model, batches, normalize, num_batches=3)
+    with torch.no_grad():
+        acts = [model[0](normalize(x)) for x, _ in batches]
+    means = torch.stack([a.mean(dim=(0, 2, 3)) for a in acts]).mean(0)
+    torch.testing.assert_close(model[1].running_mean, means)
+    assert model[1].momentum == 0.1 and model.training
+
+
+def _ddp_step(rank: int, world: int, init: str, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    model, opt, scaler, batches = _ddp_setup()
+    ddp = nn.parallel.DistributedDataParallel(model)
+    x, y = batches[rank]
+    train_step(ddp, x, y, opt, scaler)
+    if rank == 0:
+        torch.save(model.state_dict(), out)
+    torch.distributed.destroy_process_group()
+
+
+def _ddp_setup():
+    torch.manual_seed(0)
+    model = build_model(ArchConfig.uniform("mobilenet_v1", 0.25, resolution=32, num_classes=10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(4, 3, 32, 32, generator=gen), torch.randint(0, 10, (4,), generator=gen)) for _ in range(2)]
+    return model, opt, torch.amp.GradScaler("cpu", enabled=False), batches
+
+
+def test_two_gloo_ranks_equal_gradient_accumulation(tmp_path):
+    """2 DDP processes, one micro-batch each, against one process averaging the gradients of the same two
+    micro-batches (BatchNorm statistics per micro-batch, as DDP computes them)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_step, args=(2, f"file://{tmp_path / 'rdv'}", str(tmp_path / "ddp.pt")), nprocs=2, join=True)
+    model, opt, _, batches = _ddp_setup()
+    opt.zero_grad()
+    for x, y in batches:
+        (torch.nn.functional.cross_entropy(model(x), y) / 2).backward()
+    opt.step()
+    ddp_state = torch.load(tmp_path / "ddp.pt")
+    for name, value in model.state_dict().items():
+        if "running" in name or "num_batches" in name:
+            continue  # running statistics: each rank keeps its own micro-batch's
+        torch.testing.assert_close(ddp_state[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+# --- the pipeline ----------------------------------------------------------------------------------
+
+def test_cells_are_cached_and_equal_networks_retrain_once(tiny_data, tmp_path):
+    from repro.pipeline import prepare_data, run_cell
+
+    profile = load_profile("smoke", [f"data.path={tiny_data}", "train.epochs=1", "train.batch_size=32",
+                                     "train.lr_reference_batch=32"])
+    data = prepare_data(profile, log=lambda s: None)
+    logs: list[str] = []
+    a, ran_a = run_cell("uniform", "channel", "mobilenet_v1", Constraint("flops", 45e6), profile, 0, data,
+                        tmp_path, log=logs.append)
+    again, ran_again = run_cell("uniform", "channel", "mobilenet_v1", Constraint("flops", 45e6), profile, 0, data,
+                                tmp_path, log=logs.append)
+    # 44M picks the same 0.25x network: a new cell, the same retraining
+    b, ran_b = run_cell("uniform", "channel", "mobilenet_v1", Constraint("flops", 44e6), profile, 0, data,
+                        tmp_path, log=logs.append)
+    assert (ran_a, ran_again, ran_b) == (True, False, True)
+    assert again == a and a.key != b.key
+    assert a.artifacts == b.artifacts and a.top1 == b.top1
+    assert a.macs == 41_030_272 and a.arch["num_classes"] == 1000 and a.params == 470_072
+    frame, _ = load_records(tmp_path / "records")
+    assert sorted(frame["kind"]) == ["cell", "cell", "retrain"]
+    assert sum("training at" in line for line in logs) == 1
+
+
+# --- eval and export -------------------------------------------------------------------------------
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "repro", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd)
+
+
+def test_export_torchscript_and_onnx_give_the_model(tmp_path):
+    import onnx
+
+    arch = ArchConfig.uniform("mobilenet_v2", 0.25, resolution=48, num_classes=7)
+    (tmp_path / "a.json").write_text(arch.to_json())
+    torch.manual_seed(3)
+    model = build_model(arch).eval()
+    torch.save({"model": model.state_dict()}, tmp_path / "w.pt")
+    out = _cli("export", "--arch", str(tmp_path / "a.json"), "--weights", str(tmp_path / "w.pt"),
+               "--out", str(tmp_path / "m.ts"), "--onnx", str(tmp_path / "m.onnx"))
+    assert out.returncode == 0, out.stderr
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(tmp_path / "m.ts"))(x), model(x))
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")))
+
+
+def test_eval_reports_accuracy_of_weights(tiny_data, tmp_path):
+    arch = ARCH.replace(num_classes=1000)
+    (tmp_path / "a.json").write_text(arch.to_json())
+    torch.manual_seed(0)
+    torch.save({"model": build_model(ARCH).state_dict()}, tmp_path / "w.pt")
+    out = _cli("eval", "--arch", str(tmp_path / "a.json"), "--weights", str(tmp_path / "w.pt"), "--data",
+               str(tiny_data))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["images"] == 2 * len(tiny.CLASSES) and result["resolution"] == 32
+    assert 0 <= result["top1"] <= result["top5"] <= 1
+
+
+def test_run_cell_cli_errors_are_one_line(tmp_path):
+    out = _cli("run-cell", "--profile", "smoke", "--train.epochs=zero", "--data.path", str(tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "train.epochs='zero' must be an integer" in out.stderr.strip().splitlines()[-1]
+    out = _cli("run-table", "1", "--profile", "nowhere")
+    assert out.returncode == 2 and "profile 'nowhere' is not known" in out.stderr
