@@ -167,7 +167,7 @@ def verify(listing: Listing, workers: int = 0, quiet: bool = False) -> Verificat
     workers = workers or os.cpu_count() or 1
     paths = [str(listing.root / p) for p in listing.paths]
     out = Verification(total=len(paths))
-    bar = tqdm(total=len(paths), desc=f"verify {listing.root.name}", unit="img", disable=quiet)
+    bar = tqdm(total=len(paths), desc=f"verify {listing.root.name}", unit="img", disable=True if quiet else None)
     with Pool(workers) as pool:
         for path, (fmt, mode, err) in zip(paths, pool.imap(inspect_image, paths, chunksize=64), strict=True):
             if err is not None:

@@ -123,7 +123,7 @@ def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PE
                     jobs.append((split, label, i, seed, str(path)))
     with Pool(os.cpu_count() or 1) as pool:
         for _ in tqdm(pool.imap_unordered(_write_one, jobs, chunksize=64), total=len(jobs),
-                      desc="tiny images", unit="img", disable=quiet or not jobs):
+                      desc="tiny images", unit="img", disable=True if (quiet or not jobs) else None):
             pass
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(marker, json.dumps(params))

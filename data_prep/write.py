@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def write_beton(listing: Listing, path: Path, params: WriteParams, workers: int 
     }
     writer = DatasetWriter(str(partial), fields, num_workers=workers or os.cpu_count() or 1)
     previous = os.environ.get("TQDM_DISABLE")
-    if quiet:  # FFCV's writer draws its own tqdm bar; tqdm reads its defaults from TQDM_* variables
+    if quiet or not sys.stderr.isatty():  # FFCV's writer draws its own tqdm bar; tqdm reads TQDM_* defaults
         os.environ["TQDM_DISABLE"] = "1"
     try:
         writer.from_indexed_dataset(_Images(listing, errors), chunksize=100)

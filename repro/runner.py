@@ -63,7 +63,7 @@ def run_table(table: int, profile: Profile, data: PreparedData, results: Path, a
     """Run every runnable cell; a failing cell is reported and the others go on. Returns counts."""
     counts = {"ran": 0, "cached": 0, "failed": 0, "not available": 0}
     todo = statuses(table, profile, data, results, all_cells)
-    bar = tqdm(todo, desc=f"table {table}", unit="cell", disable=quiet)
+    bar = tqdm(todo, desc=f"table {table}", unit="cell", disable=True if quiet else None)  # None: off without a TTY
     for st in bar:
         bar.set_postfix_str(st.cell.label[:60])
         if st.status.startswith("not available"):
