@@ -1,4 +1,14 @@
-"""Baseline methods, one module each, all implementing ``repro.method.Method``. Importing this package
-registers every one of them."""
+"""Baseline methods, one module each, all implementing ``repro.method.Method``. ``load_all()`` imports
+them, which registers them; the package import itself does not, so ``python -m baselines.uniform`` runs
+that module once."""
 
-from baselines import uniform  # noqa: F401
+from __future__ import annotations
+
+import importlib
+
+MODULES = ("baselines.uniform",)
+
+
+def load_all() -> None:
+    for name in MODULES:
+        importlib.import_module(name)

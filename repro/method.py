@@ -70,6 +70,9 @@ REGISTRY: dict[str, type[Method]] = {}
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator; refuses a second method of the same name."""
+    if cls.__module__ == "__main__":
+        # `python -m baselines.uniform` runs a module that the package import has registered already
+        return cls
     if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
         raise ValueError(f"a method named {cls.name!r} is already registered ({REGISTRY[cls.name].__module__})")
     if cls.retrain not in ("scratch", "finetune"):
@@ -79,7 +82,9 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def get_method(name: str) -> Method:
-    import baselines  # noqa: F401 - importing the package registers every baseline
+    import baselines
+
+    baselines.load_all()  # registers every baseline
 
     if name not in REGISTRY:
         raise ValueError(f"method {name!r} is not registered; known: {', '.join(sorted(REGISTRY))}")

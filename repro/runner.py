@@ -28,8 +28,9 @@ class CellStatus:
 
 def blocked_reason(cell: Cell) -> str | None:
     """Why a cell cannot run in this build, or None."""
-    import baselines  # noqa: F401
+    import baselines
 
+    baselines.load_all()
     if cell.method not in REGISTRY:
         return f"method {cell.method!r} is not built yet"
     if cell.constraint.kind != "flops":
