@@ -57,14 +57,14 @@ def _profile_and_results(args: argparse.Namespace, overrides: list[str]):
 
 
 def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
-    from repro.pipeline import prepare_data
+    from repro.pipeline import data_folder, prepare_data
     from repro.runner import run_table, statuses
 
     profile, results = _profile_and_results(args, overrides)
     if args.list:
         from repro.data.manifest import read_manifest
 
-        data = prepare_data(profile, quiet=args.quiet) if read_manifest(_data_folder(profile)) else None
+        data = prepare_data(profile, quiet=args.quiet) if read_manifest(data_folder(profile)) else None
         for i, st in enumerate(statuses(args.table, profile, data, results, args.all_cells)):
             print(f"{i:3d}  {st.key or '(data not prepared)':16}  {st.cell.label:42}  {st.status}"
                   f"{'' if len(profile.seeds) == 1 else f' seed {st.seed}'}")
@@ -75,12 +75,6 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
           f"{counts['failed']} failed, {counts['not available']} not available in this build; records in "
           f"{results / 'records'}")
     return 1 if counts["failed"] else 0
-
-
-def _data_folder(profile):
-    from pathlib import Path
-
-    return Path(profile.data.path).resolve()
 
 
 def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:

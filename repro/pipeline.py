@@ -59,14 +59,18 @@ class PreparedData:
                 "split": self.manifest["split"]}
 
 
+def data_folder(profile: Profile, root: Path = Path(".")) -> Path:
+    """The profile's prepared-data folder (a relative path is relative to ``root``)."""
+    return (Path(root) / profile.data.path).resolve()
+
+
 def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
                  log: Callable[[str], None] = print) -> PreparedData:
     """The profile's data set, made first if the profile says how (``data.source``); under torchrun rank 0
     makes it while the others wait."""
     if not is_main():
         barrier()
-    folder = (root / profile.data.path).resolve() if not Path(profile.data.path).is_absolute() \
-        else Path(profile.data.path)
+    folder = data_folder(profile, root)
     manifest = read_manifest(folder)
     if manifest is None or "val" not in manifest.get("betons", {}):
         source = profile.data.source
