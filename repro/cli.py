@@ -114,7 +114,7 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     import torch
 
     from repro.data import Normalize, make_loader
-    from repro.data.manifest import check_beton, read_manifest
+    from repro.data.manifest import read_manifest
     from repro.models import build_model
     from repro.train.loop import evaluate
 
@@ -127,7 +127,8 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     state = torch.load(args.weights, map_location="cpu", weights_only=False)
     model.load_state_dict(state.get("model", state))
     resolution = max(8, round(arch.resolution * manifest["base_resolution"] / 224))
-    loader, _ = make_loader(check_beton(folder, args.split), train=False, batch_size=256, resolution=resolution)
+    # make_loader checks the file against the manifest
+    loader, _ = make_loader(folder / f"{args.split}.beton", train=False, batch_size=256, resolution=resolution)
     m = evaluate(model, loader, Normalize())
     print(json.dumps({"top1": m["top1"], "top5": m["top5"], "images": m["images"], "resolution": resolution}))
     return 0

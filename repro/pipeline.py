@@ -13,7 +13,6 @@ records already written, and the interrupted retraining resumes from its last ch
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,11 +51,15 @@ class PreparedData:
         return int(self.manifest["base_resolution"])
 
     def identity(self) -> dict[str, Any]:
-        """What names the data in a record and in cache keys."""
-        return {"path": str(self.folder), "classes": self.num_classes, "base_resolution": self.base_resolution,
+        """What names the data in cache keys: its content, not where it lies (moving it keeps the cache)."""
+        return {"classes": self.num_classes, "base_resolution": self.base_resolution,
                 "listing_sha256": self.manifest["listing_sha256"],
                 "betons": {k: v["quick_sha256"] for k, v in self.manifest["betons"].items()},
                 "split": self.manifest["split"]}
+
+    def describe(self) -> dict[str, Any]:
+        """``identity`` plus the folder, for records."""
+        return {"path": str(self.folder), **self.identity()}
 
 
 def data_folder(profile: Profile, root: Path = Path(".")) -> Path:
@@ -115,8 +118,11 @@ class Context:
 
 def cell_key(method: str, variant: str, family: str, constraint: Constraint, profile: Profile, seed: int,
              data: PreparedData) -> str:
+    settings = to_mapping(profile)
+    # where the data lies and how many loader workers read it do not change a result
+    settings["data"] = {k: v for k, v in settings["data"].items() if k not in ("path", "workers")}
     return input_key(kind="cell", method=method, variant=variant, family=family, constraint=constraint.to_dict(),
-                     profile=to_mapping(profile), seed=seed, data=data.identity())
+                     profile=settings, seed=seed, data=data.identity())
 
 
 def run_cell(method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile,
@@ -140,7 +146,7 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
     record = RunRecord(
         key=key, kind="cell", method=method_name, variant=variant, family=family,
         constraint=constraint.to_dict(), arch=arch.to_dict(), profile=profile.name,
-        profile_config=to_mapping(profile), dataset=data.identity(), seed=seed,
+        profile_config=to_mapping(profile), dataset=data.describe(), seed=seed,
         macs=count_macs(arch), macs_scaled=count_macs_scaled(arch), params=count_params(arch),
         top1=retrain.top1, top5=retrain.top5, epochs=retrain.epochs, search_seconds=search_seconds,
         retrain_seconds=retrain.retrain_seconds, retrain_protocol=method.retrain,
@@ -175,7 +181,8 @@ def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile:
     model = build_model(model_arch)
     if weights is not None:
         model.load_state_dict(weights)
-    train_data = TrainData(check_beton(data.folder, "train"), check_beton(data.folder, "val"), data.num_classes,
+    # make_loader checks each file against the manifest
+    train_data = TrainData(data.folder / "train.beton", data.folder / "val.beton", data.num_classes,
                            data.base_resolution, workers=profile.data.workers)
     outcome = fit(model, train_data, recipe, seed, arch.resolution, results / CHECKPOINTS / key, device, log)
     weights_path = results / WEIGHTS / f"{key}.pt"
@@ -187,7 +194,7 @@ def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile:
     record = RunRecord(
         key=key, kind="retrain", method=protocol, variant="", family=arch.family, constraint={},
         arch=model_arch.to_dict(), profile=profile.name, profile_config={"train": to_mapping(recipe)},
-        dataset=data.identity(), seed=seed, top1=outcome["top1"], top5=outcome["top5"], epochs=recipe.epochs,
+        dataset=data.describe(), seed=seed, top1=outcome["top1"], top5=outcome["top5"], epochs=recipe.epochs,
         retrain_seconds=outcome["train_seconds"], retrain_protocol=protocol,
         artifacts={"weights": str(weights_path.relative_to(results))}, environment=environment(), created=now(),
         extra={k: outcome[k] for k in ("resolution", "resumed", "loading", "images_per_second", "loss")},
@@ -204,8 +211,3 @@ def _state_hash(state: dict) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def summary(record: RunRecord) -> str:
-    acc = "—" if record.top1 is None else f"{100 * record.top1:.1f}%"
-    return json.dumps({"method": record.method, "variant": record.variant, "macs": record.macs, "top1": acc})

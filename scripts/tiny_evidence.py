@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from data_prep.write import check_beton
 from repro.arch import ArchConfig
 from repro.data import Normalize, make_loader
 from repro.models import build_model
@@ -30,9 +29,9 @@ RECIPE = {"epochs": 6, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "nesterov":
 
 def run(data: Path, width: float, resolution: int, seed: int) -> dict:
     torch.manual_seed(seed)
-    train, _ = make_loader(check_beton(data, "train"), train=True, batch_size=RECIPE["batch_size"],
+    train, _ = make_loader(data / "train.beton", train=True, batch_size=RECIPE["batch_size"],
                            resolution=resolution, seed=seed, crop_scale=RECIPE["crop_scale"])
-    val, _ = make_loader(check_beton(data, "val"), train=False, batch_size=256, resolution=resolution)
+    val, _ = make_loader(data / "val.beton", train=False, batch_size=256, resolution=resolution)
     model = build_model(ArchConfig.uniform("mobilenet_v1", width, num_classes=16))
     model = model.to(memory_format=torch.channels_last)
     normalize = Normalize(channels_last=True)
