@@ -10,6 +10,7 @@ import torchvision
 
 from repro.arch import FAMILIES, ArchConfig, random_arch
 from repro.models import build_model, count_params
+from repro.models.layers import DepthwiseConv2d
 
 
 @pytest.mark.parametrize("family, params", [
@@ -76,3 +77,24 @@ def test_residual_is_structural_not_inferred_from_widths():
     blocks = [m for m in build_model(ArchConfig("mobilenet_v2", w, arch.depths)).modules()
               if type(m).__name__ == "InvertedResidual"]
     assert blocks[0].residual is False and blocks[2].residual is True
+
+
+@pytest.mark.parametrize("size, stride", [(1, 1), (2, 1), (2, 2), (1, 2), (3, 2), (5, 1)])
+def test_depthwise_conv_on_tiny_maps_is_the_same_convolution(size, stride):
+    # the training path zero-extends maps smaller than the kernel (oneDNN's slow case): same values, same grads
+    torch.manual_seed(size * 10 + stride)
+    conv = DepthwiseConv2d(8, 8, 3, stride, 1, groups=8, bias=False)
+    x = torch.randn(4, 8, size, size + (1 if size == 2 else 0), requires_grad=True)
+    out = conv(x)
+    ref = torch.nn.functional.conv2d(x, conv.weight, None, stride, 1, 1, 8)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    g = torch.randn_like(out)
+    gx, gw = torch.autograd.grad(out, (x, conv.weight), g)
+    rx, rw = torch.autograd.grad(ref, (x, conv.weight), g)
+    torch.testing.assert_close(gx, rx, rtol=0, atol=1e-5)
+    torch.testing.assert_close(gw, rw, rtol=0, atol=1e-5)
+    for family in ("mobilenet_v1", "mobilenet_v2"):  # every depthwise conv of the MobileNets takes this path
+        convs = [m for m in build_model(ArchConfig.uniform(family, 0.5)).modules() if isinstance(m, torch.nn.Conv2d)]
+        assert all(isinstance(m, DepthwiseConv2d) == (m.groups > 1) for m in convs)
+        assert sum(m.groups > 1 for m in convs) == {"mobilenet_v1": 13, "mobilenet_v2": 17}[family]
