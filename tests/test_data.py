@@ -111,6 +111,29 @@ def test_batches_have_requested_resolution_and_dtype(prepared, train, resolution
         assert len(loader) == len(split) // 16
 
 
+def test_reused_loader_is_the_same_loader_and_gives_the_same_batches(prepared, tmp_path):
+    _, out, _, _ = prepared
+    beton = tmp_path / "train.beton"
+    shutil.copy(out / "train.beton", beton)  # no manifest beside it: only a fingerprint check
+
+    def first_batches(loader, epoch):
+        loader.next_epoch = epoch
+        return [(x.clone(), y.clone()) for x, y in loader][:3]
+
+    kw = dict(train=True, batch_size=8, resolution=24, num_workers=1, seed=3, crop_scale=(0.35, 1.0))
+    a, _ = make_loader(beton, reuse=True, **kw)
+    b, _ = make_loader(beton, reuse=True, **kw)
+    assert a is b
+    fresh, _ = make_loader(beton, **kw)  # without reuse: a new Loader, same draws
+    assert fresh is not a
+    for (xa, ya), (xf, yf) in zip(first_batches(a, 1), first_batches(fresh, 1), strict=True):
+        assert torch.equal(xa, xf) and torch.equal(ya, yf)
+    assert make_loader(beton, reuse=True, **{**kw, "seed": 4})[0] is not a
+    assert make_loader(beton, reuse=True, **{**kw, "resolution": 16})[0] is not a
+    beton.touch()  # a rewritten file is never served from an old Loader
+    assert make_loader(beton, reuse=True, **kw)[0] is not a
+
+
 def test_plan_and_shards():
     assert plan_loading(10 * 2**30, 64 * 2**30, True, 1).order == "random"
     big = plan_loading(300 * 2**30, 64 * 2**30, True, 8)

@@ -150,9 +150,10 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
             model, device_ids=[device.index] if device.type == "cuda" else None)
     train_loader, plan = make_loader(data.train_beton, train=True, batch_size=cfg.batch_size,
                                      resolution=resolution, indices=data.train_indices, seed=seed,
-                                     num_workers=data.workers, crop_scale=cfg.crop_scale)
+                                     num_workers=data.workers, crop_scale=cfg.crop_scale, reuse=True)
     val_loader, _ = make_loader(data.val_beton, train=False, batch_size=cfg.eval_batch_size,
-                                resolution=resolution, indices=data.val_indices, num_workers=data.workers)
+                                resolution=resolution, indices=data.val_indices, num_workers=data.workers,
+                                reuse=True)
     if rank == 0:
         log(f"training at {resolution}px on {device} x{world}: {plan.reason}")
     optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.scaled_lr(cfg.batch_size * world),
