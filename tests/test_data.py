@@ -311,3 +311,29 @@ def test_each_ddp_rank_reads_its_own_shard(tmp_path, os_cache):
     a, b = (set(r["seen"]) for r in reads)
     assert len(reads[0]["seen"]) == len(reads[1]["seen"]) == 32
     assert not a & b and a | b == set(range(64))
+
+
+def test_numba_finalizer_noise_is_dropped_and_other_unraisables_pass(monkeypatch):
+    import sys
+    import types
+
+    from repro.data import loaders
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    loaders._drop_numba_finalizer_noise()
+
+    def raised(exc_type, filename):
+        namespace: dict = {}
+        exec(compile(f"def f():\n    raise {exc_type.__name__}('x')\n", filename, "exec"), namespace)
+        try:
+            namespace["f"]()
+        except exc_type as e:
+            return types.SimpleNamespace(exc_type=exc_type, exc_value=e, exc_traceback=e.__traceback__,
+                                         err_msg=None, object=None)
+
+    sys.unraisablehook(raised(KeyError, "/site-packages/numba/core/dispatcher.py"))
+    assert seen == []
+    sys.unraisablehook(raised(KeyError, "/elsewhere/mine.py"))
+    sys.unraisablehook(raised(ValueError, "/site-packages/numba/core/dispatcher.py"))
+    assert len(seen) == 2

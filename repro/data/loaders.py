@@ -43,6 +43,37 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 EVAL_CROP_RATIO = 224 / 256
 # a file is read through the page cache when it takes at most this fraction of the available memory
 OS_CACHE_FRACTION = 0.5
+def _drop_numba_finalizer_noise() -> None:
+    """Install a ``sys.unraisablehook`` that drops the KeyError numba's dispatcher finalizers raise when
+    FFCV's compiled pipelines are garbage-collected (FFCV 1.0.2 + numba cleanup noise, not a failure) and
+    passes everything else to the hook that was there.
+
+    Dropping it matters beyond tidy logs: the collection can happen while Python is building an ``ast``
+    (the garbage collector runs inside any allocation), and a hook that formats the traceback with Python's
+    ``traceback`` module parses source with ``ast`` again; CPython 3.11 then fails the outer parse with
+    "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905). pytest's hook does
+    exactly that, which made test runs crash now and then.
+    """
+    import sys
+
+    previous = sys.unraisablehook
+    if getattr(previous, "_repro_drops_numba_noise", False):
+        return
+
+    def hook(unraisable) -> None:
+        tb = unraisable.exc_traceback
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if (unraisable.exc_type is KeyError and tb is not None
+                and tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith("numba/core/dispatcher.py")):
+            return
+        previous(unraisable)
+
+    hook._repro_drops_numba_noise = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+_drop_numba_finalizer_noise()
 REUSE_MAX = 6  # loaders kept for make_loader(reuse=True), least recently used dropped first
 _REUSABLE: OrderedDict[tuple, tuple] = OrderedDict()
 
