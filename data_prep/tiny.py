@@ -1,14 +1,15 @@
 """The embedded data set: small, deterministic, learnable on a CPU in a minute, and far from saturated.
 
-"Tiny shapes and textures": 72x72 JPEG images of one object on a cluttered background. A class is a
+"Tiny shapes and textures": 36x36 JPEG images of one object on a cluttered background. A class is a
 (shape, texture) pair: 4 coarse shapes (disc, square, triangle, cross) times 4 fine textures (horizontal
-stripes, vertical stripes, checker, dots) = 16 classes. The textures have a period of 3-4.5 px at 72 px,
-so a network that sees the image at half the resolution loses most of them (the shape survives, the
-texture aliases): accuracy depends on input resolution. The object is brighter or darker than the
-background (so its shape is learnable within a few epochs); its colour, size, position, texture period,
-phase and contrast, the background blobs and the pixel noise vary per image, so the texture takes capacity
-to read and the task does not saturate (evidence: ``docs/tiny_dataset.md``). Each image is drawn from
-``numpy.random.default_rng((seed, split, label, index))``, so the same seed gives the same files.
+stripes, vertical stripes, checker, dots) = 16 classes. The textures have a period of 3-4.5 px at 36 px,
+so a network that sees the image at half the data set's base resolution of 32 px loses most of them (the
+shape survives, the texture aliases): accuracy depends on input resolution. The object is always brighter
+or darker than the background, by 0.24-0.6 of the range; its colour, size, position, texture period, phase
+and contrast, the background blobs and the pixel noise vary per image. Each image is drawn from
+``numpy.random.default_rng((seed, split, label, index))``, so the same seed gives the same files. Why 36 px
+and not larger: on 2 CPU cores a MobileNet trains about twice as fast at 32 px as at 64 px, and the smoke
+profile has to train a whole table in minutes (evidence and its limits: ``docs/tiny_dataset.md``).
 
 ``python -m data_prep tiny --out DIR`` writes ``DIR/imagefolder/{train,val}/<class>/*.jpg`` and then
 prepares it exactly like ImageNet (split, .beton files, manifest) into ``DIR``.
@@ -22,17 +23,20 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-SIZE = 72  # stored image side, pixels; the data set's base resolution (ImageNet's 224) is 64
-BASE_RESOLUTION = 64
+SIZE = 36  # stored image side, pixels; the data set's base resolution (ImageNet's 224) is 32
+BASE_RESOLUTION = 32
+RADIUS = (7.0, 13.5)  # object radius, pixels
+PERIOD = (3.0, 4.5)  # texture period, pixels: resolved at 32 px, aliased at 16
 SHAPES = ("disc", "square", "triangle", "cross")
 TEXTURES = ("hstripes", "vstripes", "checker", "dots")
 CLASSES = tuple(f"{s}_{t}" for s in SHAPES for t in TEXTURES)
 TRAIN_PER_CLASS = 400
 VAL_PER_CLASS = 150
 SPLIT_IDS = {"train": 0, "val": 1}
-BLOB_CONTRAST = 0.4  # background clutter
-TEXTURE_CONTRAST = (0.12, 0.35)  # amplitude of the fine texture on the object
-NOISE = 0.07  # pixel noise (std, on a 0-1 scale)
+BLOB_CONTRAST = 0.3  # background clutter
+TEXTURE_CONTRAST = (0.25, 0.5)  # amplitude of the fine texture on the object
+NOISE = 0.04  # pixel noise (std, on a 0-1 scale)
+GENERATOR = 2  # bumped whenever the images change: a folder made by another version is refused
 
 
 def _texture(kind: str, period: float, phase: float) -> np.ndarray:
@@ -75,12 +79,13 @@ def render(label: int, rng: np.random.Generator) -> np.ndarray:
     shape, texture = SHAPES[label // len(TEXTURES)], TEXTURES[label % len(TEXTURES)]
     small = rng.uniform(0, 255, (6, 6, 3)).astype(np.uint8)
     blobs = np.asarray(Image.fromarray(small).resize((SIZE, SIZE), Image.BICUBIC), np.float32) / 255 - 0.5
-    background = rng.uniform(0, 1)  # object and background differ in brightness: the shape is visible
+    # object and background always differ in brightness (by 0.24-0.6): the shape is visible
+    background = rng.uniform(0, 0.3) if rng.random() < 0.5 else rng.uniform(0.7, 1.0)
     img = background * 0.6 + 0.2 + rng.uniform(-0.15, 0.15, 3)[None, None, :] + blobs * BLOB_CONTRAST
-    r = rng.uniform(14, 27)
+    r = rng.uniform(*RADIUS)
     cx, cy = rng.uniform(r, SIZE - r), rng.uniform(r, SIZE - r)
     mask = _mask(shape, cx, cy, r)
-    tex = _texture(texture, rng.uniform(3.0, 4.5), rng.uniform(0, 10))[..., None]
+    tex = _texture(texture, rng.uniform(*PERIOD), rng.uniform(0, 10))[..., None]
     fg = (1 - background) * 0.6 + 0.2 + rng.uniform(-0.15, 0.15, 3)
     obj = fg[None, None, :] + rng.uniform(*TEXTURE_CONTRAST) * tex
     img = img * (1 - mask) + obj * mask + rng.normal(0, NOISE, (SIZE, SIZE, 3))
@@ -106,11 +111,12 @@ def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PE
     from data_prep.imagefolder import DataError
     from repro.atomic import atomic_write_text
 
-    params = {"seed": seed, "train_per_class": train_per_class, "val_per_class": val_per_class, "size": SIZE}
+    params = {"seed": seed, "train_per_class": train_per_class, "val_per_class": val_per_class, "size": SIZE,
+              "generator": GENERATOR}
     marker = root / "tiny.json"
     if marker.is_file() and json.loads(marker.read_text()) != params:
         raise DataError(f"{root} holds a tiny data set made with {marker.read_text().strip()}, not {params}; "
-                        f"use another --out")
+                        f"delete that folder (or use another one) and run again")
 
     jobs = []
     for split, n in (("train", train_per_class), ("val", val_per_class)):

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_builtin_profiles_load_and_family_recipes_merge():
     smoke = load_profile("smoke")
-    assert smoke.train.epochs == 6 and smoke.train.nesterov is True and smoke.data.source == "tiny"
+    assert smoke.train.epochs == 3 and smoke.train.nesterov is True and smoke.data.source == "tiny"
     imagenet = load_profile("imagenet")
     assert imagenet.train_for("mobilenet_v2").lr == 0.5
     r50 = imagenet.train_for("resnet50")
@@ -293,7 +293,7 @@ def test_eval_reports_accuracy_of_weights(tiny_data, tmp_path):
                str(tiny_data))
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["images"] == 2 * len(tiny.CLASSES) and result["resolution"] == 32
+    assert result["images"] == 2 * len(tiny.CLASSES) and result["resolution"] == 112 * tiny.BASE_RESOLUTION // 224
     assert 0 <= result["top1"] <= result["top5"] <= 1
 
 

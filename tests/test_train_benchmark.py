@@ -1,7 +1,8 @@
 """Benchmark: training throughput (images/s) and peak memory. Runs only with ``pytest tests/ --benchmark``.
 
-* CPU: MobileNet V1 0.5x at 64 px with the smoke recipe (batch 64, SGD, fp32 channels-last), model only
-  (synthetic batches) and through the FFCV loader on the embedded data set's images.
+* CPU: MobileNet V1 0.5x with the smoke recipe (batch 64, SGD, fp32 channels-last) at 64 px (the engine
+  issue's reference point) and at the smoke profile's 32 px (the embedded data set's base resolution), model
+  only (synthetic batches) and through the FFCV loader on the embedded data set's images.
 * CUDA (skipped without a GPU): MobileNet V2 and ResNet-50 at 224 px, AMP fp16 + channels-last, synthetic
   data (FFCV's published anchor: ResNet-50 at about 2,800 images/s per A100).
 """
@@ -48,7 +49,8 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def test_cpu_training_throughput_mobilenet_v1(benchmark, tmp_path):
+@pytest.mark.parametrize("resolution", [64, 32])
+def test_cpu_training_throughput_mobilenet_v1(benchmark, tmp_path, resolution):
     from data_prep import tiny
     from data_prep.write import WriteParams, prepare
     from repro.data import make_loader
@@ -58,14 +60,14 @@ def test_cpu_training_throughput_mobilenet_v1(benchmark, tmp_path):
     device = torch.device("cpu")
     model = build_model(arch).to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 255, (recipe.batch_size, 3, 64, 64), dtype=torch.uint8, generator=gen)
+    x = torch.randint(0, 255, (recipe.batch_size, 3, resolution, resolution), dtype=torch.uint8, generator=gen)
     y = torch.randint(0, 16, (recipe.batch_size,), generator=gen)
     synthetic = _throughput(model, lambda: iter(lambda: (x, y), None), device, None, steps=20)
 
     tiny.write_imagefolder(tmp_path / "img", seed=0, train_per_class=40, val_per_class=1, quiet=True)
     prepare(tmp_path / "img", tmp_path, 1, 0, WriteParams(), None, tiny.BASE_RESOLUTION, quiet=True,
             log=lambda s: None)
-    loader, _ = make_loader(tmp_path / "train.beton", train=True, batch_size=recipe.batch_size, resolution=64,
+    loader, _ = make_loader(tmp_path / "train.beton", train=True, batch_size=recipe.batch_size, resolution=resolution,
                             crop_scale=recipe.crop_scale)
 
     def epochs():
@@ -77,7 +79,7 @@ def test_cpu_training_throughput_mobilenet_v1(benchmark, tmp_path):
                        iterations=1)
     benchmark.extra_info.update(images_per_s_model_only=round(synthetic), images_per_s_with_ffcv=round(with_loader),
                                 threads=torch.get_num_threads(), peak_rss_mib=round(_peak_rss_mib()))
-    print(f"\nMobileNet V1 0.5x, 64 px, batch {recipe.batch_size}, CPU x{torch.get_num_threads()} threads: "
+    print(f"\nMobileNet V1 0.5x, {resolution} px, batch {recipe.batch_size}, CPU x{torch.get_num_threads()} threads: "
           f"{synthetic:.0f} img/s model only, {with_loader:.0f} img/s with the FFCV loader, "
           f"peak RSS {_peak_rss_mib():.0f} MiB")
     assert synthetic > 0 and with_loader > 0

@@ -6,7 +6,6 @@ only run it. Batches arrive as uint8 NCHW from ``repro.data`` and are normalized
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 import torch
@@ -21,28 +20,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, scheduler,
-                    normalize: nn.Module, label_smoothing: float = 0.1,
-                    autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
-    model.train()
-    device = normalize.mean.device
-    total_loss, seen, start = 0.0, 0, time.perf_counter()
-    for images, labels in loader:
-        x = normalize(images)
-        y = labels.to(device, non_blocking=True).long()
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        total_loss += loss.item() * len(y)
-        seen += len(y)
-    seconds = time.perf_counter() - start
-    return {"loss": total_loss / max(1, seen), "images": seen, "seconds": seconds}
 
 
 @torch.no_grad()
