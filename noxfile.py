@@ -79,13 +79,14 @@ def lint(session: nox.Session) -> None:
 
 def _reproduce(session: nox.Session, table: int) -> None:
     """Run every cell of a table that this build can run (profile: smoke unless `-- --profile imagenet`),
-    then print the table as far as it renders today."""
+    then write the table as Markdown, LaTeX, CSV and plots into results/<profile>/ and print the Markdown."""
     python = suite_env(session)
     args = list(session.posargs) or ["--profile", "smoke"]
     profile = args[args.index("--profile") + 1] if "--profile" in args else "smoke"
+    results = args[args.index("--results") + 1] if "--results" in args else f"results/{profile}"
     session.run(python, "-m", "repro", "run-table", str(table), *args, external=True)
-    session.run(python, "-m", "tables.flops_side", "--table", str(table), "--results", f"results/{profile}",
-                external=True)
+    session.run(python, "-m", "tables", "render", "--table", str(table), "--profile", profile, "--results", results,
+                "--format", "all", external=True)
 
 
 @nox.session

@@ -1,0 +1,55 @@
+"""``python -m tables render --table 1 --profile smoke [--format md|tex|csv|all] [--out DIR]``.
+
+Prints the table (Markdown by default) and, with ``--out`` (or ``--format all``), writes
+``table<N>.{md,tex,csv}`` and the plots ``table<N>_<sub-table>.{png,pdf}`` there (default
+``results/<profile>``). Records are read from ``results/<profile>/records`` unless ``--results DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from repro.results import RecordError
+from tables.render import Tolerances, build_view, render, write_all
+from tables.spec import FAMILY_OF_TABLE
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tables", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("render", help="the paper's table beside ours, with a verdict per cell")
+    r.add_argument("--table", type=int, required=True, choices=sorted(FAMILY_OF_TABLE))
+    r.add_argument("--profile", default="smoke", help="whose records to read (default smoke)")
+    r.add_argument("--results", type=Path, help="results folder (default results/<profile>)")
+    r.add_argument("--format", choices=["md", "tex", "csv", "all"], default="md",
+                   help="what to print; 'all' also writes every format and the plots")
+    r.add_argument("--out", type=Path, help="write table<N>.{md,tex,csv} and plots here")
+    r.add_argument("--no-plots", action="store_true", help="with --out / --format all: skip the plots")
+    r.add_argument("--flops-tol", type=float, default=0.02, help="relative FLOPs tolerance (default 0.02)")
+    r.add_argument("--acc-tol", type=float, default=0.5, help="top-1 tolerance in points (default 0.5)")
+    r.add_argument("--latency-tol", type=float, default=0.0,
+                   help="allowed latency ratio above 1 (default 0: at most the reference)")
+    r.add_argument("--skip-bad", action="store_true", help="render the other records when some are malformed")
+    a = p.parse_args(argv)
+    for name in ("flops_tol", "acc_tol", "latency_tol"):
+        if getattr(a, name) < 0:
+            p.error(f"--{name.replace('_', '-')}={getattr(a, name)} must be at least 0")
+    results = a.results or Path("results") / a.profile
+    try:
+        view = build_view(a.table, results / "records", a.profile,
+                          Tolerances(a.flops_tol, a.acc_tol, a.latency_tol), skip_bad=a.skip_bad)
+    except RecordError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = a.out or (results if a.format == "all" else None)
+    if out is not None:
+        for path in write_all(view, out, plots=not a.no_plots):
+            print(f"wrote {path}", file=sys.stderr)
+    print(render(view, "md" if a.format == "all" else a.format), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

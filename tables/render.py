@@ -1,0 +1,408 @@
+"""The paper's tables beside ours: every reported cell joined with our run records, with a verdict per cell.
+
+``python -m tables render --table 1 --profile smoke --format md|tex|csv|all``. The reported side is
+``tables/reported/paper.csv``; ours is every "cell" record under ``results/<profile>/records`` (``--results``
+to read another folder) whose method, variant, family and constraint are the cell's. Verdicts:
+
+* FLOPs (MACs, in the table's convention, printed with the table): *match* when ours lies in the reported
+  figure's tolerance (the wider of ``flops_rel`` and half a unit of its last printed digit: "1.1G" covers
+  [1.05G, 1.15G)), else *outside*; a searched row (any method but the uniform baselines) also says
+  *meets constraint* or *over constraint* against the column's limit.
+* Top-1: compared only for records of the ``imagenet`` profile (*match* within ``acc_points``, else
+  *outside*); any other profile's number is shown marked *proxy*, without a verdict.
+* Latency: *meets constraint* when our ratio to the same run's reference is at most 1 + ``latency_rel``,
+  else *over constraint*; the paper's own ratio is shown beside ours, and absolute milliseconds are shown
+  with the device and never compared across devices.
+* *not run* (no record yet), *not run here* (a GPU-latency cell on a machine without a GPU),
+  *not reported* (the paper has "—" and we have nothing either).
+
+Several seeds of one cell show as mean ± std (n).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro.cost.flops import format_macs, reported_tolerance
+from repro.results import RecordError, load_records
+from tables.reported import ReportedCell, load_reported
+from tables.spec import FAMILY_OF_TABLE, column_constraint, row_method
+
+SUBTABLE_TITLES = {"flops": "Under FLOPs constraints", "gpu_latency": "Under GPU latency constraints",
+                   "cpu_latency": "Under CPU latency constraints"}
+METRIC_NAMES = {"top1": "Top-1", "flops": "FLOPs", "latency": "Latency", "optimization_time": "Optimization time"}
+# which MAC convention the FLOPs verdicts use (see repro/cost/flops.py): the paper's input-image rows only fit
+# the scaled convention MACs(224) * (r / 224)^2
+CONVENTION = "scaled"
+VERDICTS = ("match", "outside", "meets constraint", "over constraint", "proxy", "not run", "not run here",
+            "not reported")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    flops_rel: float = 0.02
+    acc_points: float = 0.5
+    latency_rel: float = 0.0
+
+    def describe(self) -> str:
+        return (f"FLOPs: the wider of {self.flops_rel:.0%} and half a unit of the printed digit ({CONVENTION} "
+                f"MAC convention); top-1: {self.acc_points} points, ImageNet-profile records only; latency: "
+                f"ratio to the same run's reference at most {1 + self.latency_rel:g}")
+
+
+@dataclass
+class MetricCell:
+    """One number of the paper beside ours."""
+
+    metric: str
+    paper: str  # as printed, or "—"
+    ours: str  # formatted, or "" when we have nothing
+    verdict: str
+    paper_value: float | None = None
+    ours_value: float | None = None
+    n: int = 0
+
+
+@dataclass
+class Row:
+    table: int
+    subtable: str
+    group: str
+    row: str
+    column: str
+    method: str
+    variant: str
+    metrics: dict[str, MetricCell] = field(default_factory=dict)
+
+
+@dataclass
+class TableView:
+    table: int
+    family: str
+    profile: str
+    tolerances: Tolerances
+    rows: list[Row]
+    skipped: list[str]
+
+    def subtables(self) -> list[str]:
+        return list(dict.fromkeys(r.subtable for r in self.rows))
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(VERDICTS, 0)
+        for r in self.rows:
+            for m in r.metrics.values():
+                for v in m.verdict.split("; "):
+                    out[v] = out.get(v, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        c = self.counts()
+        return (f"Table {self.table} on {self.profile}: {c['match']} match, {c['outside']} outside tolerance, "
+                f"{c['meets constraint']} meet and {c['over constraint']} exceed their constraint, "
+                f"{c['proxy']} proxy, {c['not run']} not run, {c['not run here']} not run here, "
+                f"{c['not reported']} not reported by the paper or us")
+
+
+def _gpu_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001 - no torch, no GPU
+        return False
+
+
+def _cell_records(frame: Any, family: str) -> list[dict]:
+    if frame is None or not len(frame):
+        return []
+    return [r for r in frame.to_dict("records") if r.get("kind") == "cell" and r.get("family") == family]
+
+
+def _same_constraint(record: dict, want: dict) -> bool:
+    got = record.get("constraint") or {}
+    return got.get("kind") == want["kind"] and math.isclose(float(got.get("limit", math.nan)), want["limit"],
+                                                            rel_tol=1e-9)
+
+
+def _mean_std(values: list[float], digits: int, suffix: str = "") -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}{suffix}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}{suffix} (n={len(values)})"
+
+
+def _paper_latency_ratio(reported: list[ReportedCell], cell: ReportedCell) -> float | None:
+    """The paper's own latency ratio: this row's ms over the uniform baseline row's in the same column."""
+    base = [c for c in reported if (c.table, c.subtable, c.column, c.metric) == (cell.table, cell.subtable,
+            cell.column, "latency") and row_method(c.table, c.subtable, c.group, c.row)[0] == "uniform"]
+    if not base or base[0].value is None or cell.value is None:
+        return None
+    return cell.value / base[0].value
+
+
+def build_view(table: int, records_dir: Path | None, profile: str, tol: Tolerances = Tolerances(),
+               skip_bad: bool = False, gpu: bool | None = None) -> TableView:
+    """Join the paper's cells of ``table`` with the records in ``records_dir`` (may be missing)."""
+    if table not in FAMILY_OF_TABLE:
+        raise ValueError(f"table={table} is not one of the paper's tables ({', '.join(map(str, FAMILY_OF_TABLE))})")
+    family = FAMILY_OF_TABLE[table]
+    gpu = _gpu_available() if gpu is None else gpu
+    frame, skipped = (None, [])
+    if records_dir is not None and Path(records_dir).is_dir():
+        try:
+            frame, skipped = load_records(Path(records_dir), skip_bad=skip_bad)
+        except RecordError as e:
+            raise RecordError(f"{e} (pass --skip-bad to render the other records)") from e
+    records = _cell_records(frame, family)
+    reported = [c for c in load_reported() if c.table == table]
+    rows: dict[tuple[str, str, str, str], Row] = {}
+    for c in reported:
+        if c.metric == "optimization_time":
+            continue
+        key = (c.subtable, c.group, c.row, c.column)
+        if key not in rows:
+            method, variant = row_method(table, c.subtable, c.group, c.row)
+            rows[key] = Row(table, c.subtable, c.group, c.row, c.column, method, variant)
+        row = rows[key]
+        want = column_constraint(c.subtable, c.column).to_dict()
+        mine = [r for r in records if r["method"] == row.method and r["variant"] == row.variant
+                and _same_constraint(r, want)]
+        row.metrics[c.metric] = _metric(c, row, mine, want, tol, gpu, reported)
+    return TableView(table, family, profile, tol, list(rows.values()), skipped)
+
+
+def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: Tolerances, gpu: bool,
+            reported: list[ReportedCell]) -> MetricCell:
+    paper = c.reported
+    if c.metric == "top1":
+        values = [100 * r["top1"] for r in mine if r.get("top1") is not None]
+        if not values:
+            return MetricCell("top1", paper, "", _missing(c, row, gpu), c.value)
+        imagenet = all(r.get("profile") == "imagenet" for r in mine)
+        mean = statistics.mean(values)
+        if not imagenet:
+            verdict = "proxy"
+        elif c.value is None:
+            verdict = "not reported"
+        else:
+            verdict = "match" if abs(mean - c.value) <= tol.acc_points + 1e-9 else "outside"
+        return MetricCell("top1", paper, _mean_std(values, 1, "%") + ("" if imagenet else " (proxy)"), verdict,
+                          c.value, mean, len(values))
+    if c.metric == "flops":
+        values = [float(r["macs_scaled"] if CONVENTION == "scaled" else r["macs"]) for r in mine
+                  if r.get("macs") is not None]
+        if not values:
+            return MetricCell("flops", paper, "", _missing(c, row, gpu), c.value)
+        ours = statistics.mean(values)  # one architecture per cell and seed; seeds may differ in searched rows
+        verdicts = []
+        if c.value is None:
+            verdicts.append("not reported")
+        else:
+            lo, hi = reported_tolerance(c.reported, tol.flops_rel)
+            verdicts.append("match" if lo <= ours < hi else "outside")
+        if row.method != "uniform":
+            verdicts.append("meets constraint" if max(values) <= constraint["limit"] else "over constraint")
+        text = format_macs(ours) if len(values) == 1 else f"{format_macs(ours)} (mean, n={len(values)})"
+        return MetricCell("flops", paper, text, "; ".join(verdicts), c.value, ours, len(values))
+    # latency
+    measured = [r["latency"] for r in mine if r.get("latency")]
+    paper_ratio = _paper_latency_ratio(reported, c)
+    if paper_ratio is not None and row.method != "uniform":
+        paper = f"{paper} ({paper_ratio:.3f}x)"
+    if not measured:
+        return MetricCell("latency", paper, "", _missing(c, row, gpu), c.value)
+    ratios = [float(m["ratio"]) for m in measured]
+    devices = sorted({str(m.get("device", "?")) for m in measured})
+    ms = [float(m["ms"]) for m in measured]
+    verdict = "meets constraint" if max(ratios) <= 1 + tol.latency_rel + 1e-12 else "over constraint"
+    text = f"{_mean_std(ms, 3, ' ms')} on {', '.join(devices)} ({_mean_std(ratios, 3)}x of reference)"
+    return MetricCell("latency", paper, text, verdict, c.value, statistics.mean(ratios), len(measured))
+
+
+def _missing(c: ReportedCell, row: Row, gpu: bool) -> str:
+    if c.value is None:
+        return "not reported"
+    if row.subtable == "gpu_latency" and not gpu:
+        return "not run here"
+    return "not run"
+
+
+# --- formats ----------------------------------------------------------------------------------------
+
+def _metric_order(view: TableView, subtable: str) -> list[str]:
+    ms: dict[str, None] = {}
+    for r in view.rows:
+        if r.subtable == subtable:
+            ms.update(dict.fromkeys(r.metrics))
+    return list(ms)
+
+
+def to_markdown(view: TableView) -> str:
+    out = [f"## Table {view.table} ({view.family}) on the {view.profile} profile", "",
+           f"Tolerances: {view.tolerances.describe()}.",
+           "Our top-1 is a proxy unless the records come from the imagenet profile; the paper's is ImageNet.", ""]
+    for sub in view.subtables():
+        metrics = _metric_order(view, sub)
+        out += [f"### {SUBTABLE_TITLES.get(sub, sub)}", ""]
+        head = ["group", "row", "column"]
+        for m in metrics:
+            head += [f"paper {METRIC_NAMES[m]}", f"ours {METRIC_NAMES[m]}", f"{METRIC_NAMES[m]} verdict"]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in (r for r in view.rows if r.subtable == sub):
+            cells = [r.group, r.row, r.column]
+            for m in metrics:
+                mc = r.metrics.get(m)
+                cells += [mc.paper, mc.ours or "—", mc.verdict] if mc else ["", "", ""]
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        out.append("")
+    if view.skipped:
+        out += ["Skipped records:", *[f"- {s}" for s in view.skipped], ""]
+    out.append(view.summary())
+    return "\n".join(out) + "\n"
+
+
+def to_csv(view: TableView) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["table", "subtable", "group", "row", "column", "method", "variant", "metric", "paper",
+                "paper_value", "ours", "ours_value", "n", "verdict", "profile", "mac_convention"])
+    for r in view.rows:
+        for m in r.metrics.values():
+            w.writerow([r.table, r.subtable, r.group, r.row, r.column, r.method, r.variant, m.metric, m.paper,
+                        "" if m.paper_value is None else m.paper_value, m.ours,
+                        "" if m.ours_value is None else m.ours_value, m.n, m.verdict, view.profile, CONVENTION])
+    return buf.getvalue()
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$",
+                "±": r"$\pm$", "—": "---"}
+_TEX_MARKS = {"match": r"\checkmark", "outside": r"$\times$", "meets constraint": r"$\leq$",
+              "over constraint": r"$>$", "proxy": "p", "not run": "--", "not run here": "n/a", "not reported": ""}
+
+
+def _tex(s: str) -> str:
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in s)
+
+
+def _tex_cell(mc: MetricCell | None) -> str:
+    if mc is None:
+        return ""
+    marks = ",".join(m for m in (_TEX_MARKS.get(v, "") for v in mc.verdict.split("; ")) if m)
+    ours = _tex(mc.ours) if mc.ours else "--"
+    return f"{_tex(mc.paper)} / {ours}" + (f"\\textsuperscript{{{marks}}}" if marks else "")
+
+
+def to_latex(view: TableView) -> str:
+    """booktabs tables, one per sub-table, grouped like the paper (multirow groups); each cell reads
+    "paper / ours" with the verdict as a superscript (legend in the caption). Needs booktabs, multirow and
+    amssymb (for \\checkmark)."""
+    out = [f"% Table {view.table} ({view.family}), {view.profile} profile: generated by python -m tables render",
+           "% needs \\usepackage{booktabs,multirow,amssymb}"]
+    for sub in view.subtables():
+        rows = [r for r in view.rows if r.subtable == sub]
+        metrics = _metric_order(view, sub)
+        columns = list(dict.fromkeys(r.column for r in rows))
+        spec = "ll" + "c" * (len(columns) * len(metrics))
+        out += ["\\begin{table}[t]", "\\centering", "\\small", f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+        out.append(" & & " + " & ".join(f"\\multicolumn{{{len(metrics)}}}{{c}}{{{_tex(c)}}}" for c in columns)
+                   + " \\\\")
+        out.append(" ".join(f"\\cmidrule(lr){{{3 + i * len(metrics)}-{2 + (i + 1) * len(metrics)}}}"
+                            for i in range(len(columns))))
+        out.append("Group & Row & " + " & ".join(METRIC_NAMES[m] for _ in columns for m in metrics) + " \\\\")
+        out.append("\\midrule")
+        groups = list(dict.fromkeys(r.group for r in rows))
+        for gi, g in enumerate(groups):
+            names = list(dict.fromkeys(r.row for r in rows if r.group == g))
+            for i, name in enumerate(names):
+                first = f"\\multirow{{{len(names)}}}{{*}}{{{_tex(g)}}}" if i == 0 else ""
+                by_col = {r.column: r for r in rows if r.group == g and r.row == name}
+                cells = [_tex_cell(by_col[c].metrics.get(m) if c in by_col else None) for c in columns
+                         for m in metrics]
+                out.append(f"{first} & {_tex(name)} & " + " & ".join(cells) + " \\\\")
+            if gi + 1 < len(groups):
+                out.append("\\midrule")
+        out += ["\\bottomrule", "\\end{tabular}",
+                f"\\caption{{Table {view.table}, {_tex(SUBTABLE_TITLES.get(sub, sub).lower())}: paper / ours "
+                f"({_tex(view.profile)} profile). \\checkmark{{}} match, $\\times$ outside tolerance, $\\leq$ meets "
+                f"and $>$ exceeds the constraint, p proxy (not ImageNet), -- not run, n/a not run here. "
+                f"{_tex(view.tolerances.describe())}.}}",
+                f"\\label{{tab:repro-{view.table}-{sub.replace('_', '-')}}}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+def plot(view: TableView, out_dir: Path) -> list[Path]:
+    """Top-1 against MACs (FLOPs sub-table) or against the latency ratio (latency sub-tables): the paper's
+    points and ours, one PNG and one PDF per sub-table. Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from repro.atomic import atomic_write_bytes
+
+    written = []
+    for sub in view.subtables():
+        x_metric = "flops" if sub == "flops" else "latency"
+        fig, ax = plt.subplots(figsize=(9, 4.2))
+        rows = [r for r in view.rows if r.subtable == sub]
+        any_ours = False
+        for group, name in dict.fromkeys((r.group, r.row) for r in rows):
+            pts = [(r.metrics.get(x_metric), r.metrics.get("top1")) for r in rows if (r.group, r.row) == (group, name)]
+            paper = sorted((x.paper_value, a.paper_value) for x, a in pts if x and a and x.paper_value is not None
+                           and a.paper_value is not None)
+            ours = sorted((x.ours_value, a.ours_value) for x, a in pts if x and a and x.ours_value is not None
+                          and a.ours_value is not None)
+            scale = 1e6 if x_metric == "flops" else 1.0
+            label = name if name == group else f"{group}: {name}"
+            color = None
+            if paper:
+                line, = ax.plot([p[0] / scale for p in paper], [p[1] for p in paper], "o--", label=f"{label} (paper)")
+                color = line.get_color()
+            if ours:
+                any_ours = True
+                ax.plot([p[0] / scale for p in ours], [p[1] for p in ours], "x-", color=color, label=f"{label} (ours)")
+        ax.set_xlabel("MMACs" if x_metric == "flops" else "latency (ms, paper) / ratio to reference (ours)")
+        ax.set_ylabel("top-1 (%)")
+        title = SUBTABLE_TITLES.get(sub, sub)
+        ax.set_title(f"Table {view.table}, {title[0].lower()}{title[1:]} ({view.profile}"
+                     f"{'' if view.profile == 'imagenet' or not any_ours else ': ours is a proxy'})", fontsize=9)
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        for ext in ("png", "pdf"):
+            import io
+
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext, dpi=150)
+            path = out_dir / f"table{view.table}_{sub}.{ext}"
+            atomic_write_bytes(path, buf.getvalue())
+            written.append(path)
+        plt.close(fig)
+    return written
+
+
+def render(view: TableView, fmt: str) -> str:
+    return {"md": to_markdown, "tex": to_latex, "csv": to_csv}[fmt](view)
+
+
+def write_all(view: TableView, out_dir: Path, formats: Iterable[str] = ("md", "tex", "csv"),
+              plots: bool = True) -> list[Path]:
+    from repro.atomic import atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        path = out_dir / f"table{view.table}.{fmt}"
+        atomic_write_text(path, render(view, fmt))
+        written.append(path)
+    if plots:
+        written += plot(view, out_dir)
+    return written
