@@ -171,7 +171,8 @@ def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile:
     recipe = profile.train_for(arch.family)
     weights_id = None if weights is None else _state_hash(weights)
     key = input_key(kind="retrain", arch=arch.with_imagenet_geometry().to_dict(), protocol=protocol,
-                    recipe=to_mapping(recipe), data=data.identity(), seed=seed, weights=weights_id)
+                    recipe=to_mapping(recipe), data=data.identity(), seed=seed, weights=weights_id,
+                    decode=profile.data.decode)
     records = results / RECORDS
     existing = find_record(records, key)
     if existing is not None:
@@ -183,7 +184,7 @@ def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile:
         model.load_state_dict(weights)
     # make_loader checks each file against the manifest
     train_data = TrainData(data.folder / "train.beton", data.folder / "val.beton", data.num_classes,
-                           data.base_resolution, workers=profile.data.workers)
+                           data.base_resolution, workers=profile.data.workers, decode=profile.data.decode)
     outcome = fit(model, train_data, recipe, seed, arch.resolution, results / CHECKPOINTS / key, device, log)
     weights_path = results / WEIGHTS / f"{key}.pt"
     if is_main():

@@ -172,6 +172,27 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tiny_data, tmp_path):
     assert out["top1"] == ref_out["top1"]
 
 
+def test_decode_at_base_shares_one_loader_across_resolutions(tiny_data, tmp_path):
+    import dataclasses
+
+    from repro.data import loaders
+
+    data = dataclasses.replace(_train_data(tiny_data), decode="base")
+    assert (data.resolution(112), data.decode_resolution(112), data.decode_resolution(448)) == (16, 32, 64)
+    recipe = dataclasses.replace(RECIPE, epochs=1, checkpoint_every_steps=0)
+    logs: list[str] = []
+    before = set(loaders._REUSABLE)
+    outs = []
+    for resolution in (112, 168):  # 16 px and 24 px, both decoded at the base 32 px
+        torch.manual_seed(0)
+        outs.append(fit(build_model(ARCH.replace(resolution=resolution)), data, recipe, 0, resolution,
+                        device=torch.device("cpu"), log=logs.append))
+    assert [o["resolution"] for o in outs] == [16, 24]
+    assert len(set(loaders._REUSABLE) - before) == 2  # one train and one val loader for both networks
+    assert "training at 16px (decoded at 32px and resized)" in logs[0]
+    assert all(0 <= o["top1"] <= 1 and o["train_images"] > 0 for o in outs)
+
+
 def test_bf16_autocast_path_runs_on_cpu(tiny_data, tmp_path):
     seen = []
     torch.manual_seed(0)

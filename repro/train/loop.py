@@ -59,9 +59,10 @@ def evaluate(model: nn.Module, loader: Iterable, normalize: nn.Module,
 
 
 def evaluate_distributed(model: nn.Module, loader: Iterable, normalize: nn.Module,
-                         autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """``evaluate`` with each rank on its own shard and the sums reduced across ranks."""
-    sums = evaluate_sums(model, loader, normalize, None, autocast_dtype)
+                         autocast_dtype: torch.dtype | None = None, resolution: int | None = None) -> dict[str, float]:
+    """``evaluate`` with each rank on its own shard and the sums reduced across ranks (batches resized to
+    ``resolution`` when given)."""
+    sums = evaluate_sums(model, loader, normalize, resolution, autocast_dtype)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(sums)
     return _metrics(sums)

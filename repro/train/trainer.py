@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.atomic import atomic_write_bytes
-from repro.data import Normalize, make_loader
+from repro.data import Normalize, make_loader, resize_batch
 from repro.distributed import barrier, world_size
 from repro.distributed import rank as dist_rank
 from repro.profiles import TrainConfig
@@ -49,10 +49,16 @@ class TrainData:
     train_indices: np.ndarray | None = None
     val_indices: np.ndarray | None = None
     workers: int = 0
+    decode: str = "direct"  # or "base": decode at base_resolution and resize batches (DataConfig.decode)
 
     def resolution(self, arch_resolution: int) -> int:
         """Training resolution of an architecture: its ImageNet resolution scaled to the data set."""
         return max(8, round(arch_resolution * self.base_resolution / 224))
+
+    def decode_resolution(self, arch_resolution: int) -> int:
+        """The resolution the loader decodes at for this architecture."""
+        r = self.resolution(arch_resolution)
+        return max(r, self.base_resolution) if self.decode == "base" else r
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -140,6 +146,8 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
     rank, world = dist_rank(), world_size()
     seed_everything(seed)
     resolution = data.resolution(arch_resolution)
+    decode_at = data.decode_resolution(arch_resolution)
+    resize = None if decode_at == resolution else resolution
     channels_last = use_channels_last(cfg.channels_last)
     model = model.to(device)
     if channels_last:
@@ -149,13 +157,14 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     train_loader, plan = make_loader(data.train_beton, train=True, batch_size=cfg.batch_size,
-                                     resolution=resolution, indices=data.train_indices, seed=seed,
+                                     resolution=decode_at, indices=data.train_indices, seed=seed,
                                      num_workers=data.workers, crop_scale=cfg.crop_scale, reuse=True)
     val_loader, _ = make_loader(data.val_beton, train=False, batch_size=cfg.eval_batch_size,
-                                resolution=resolution, indices=data.val_indices, num_workers=data.workers,
+                                resolution=decode_at, indices=data.val_indices, num_workers=data.workers,
                                 reuse=True)
     if rank == 0:
-        log(f"training at {resolution}px on {device} x{world}: {plan.reason}")
+        how = f"decoded at {decode_at}px and resized" if resize else "decoded at that size"
+        log(f"training at {resolution}px ({how}) on {device} x{world}: {plan.reason}")
     optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.scaled_lr(cfg.batch_size * world),
                                 momentum=cfg.momentum, nesterov=cfg.nesterov)
     steps_per_epoch = len(train_loader)
@@ -198,7 +207,8 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
         for step, (x, y) in enumerate(_epoch_batches(train_loader, epoch)):
             if step < skip:
                 continue
-            loss = train_step(train_model, normalize(x), y.to(device, non_blocking=True), optimizer, scaler,
+            x = normalize(x) if resize is None else resize_batch(normalize(x), resize)
+            loss = train_step(train_model, x, y.to(device, non_blocking=True), optimizer, scaler,
                               cfg.label_smoothing, dtype)
             scheduler.step()
             if step_delay:
@@ -219,7 +229,7 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
         if rank == 0:
             log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {last_train_loss:.4f} (this rank's batches)")
     seconds = time.perf_counter() - start
-    metrics = evaluate_distributed(model, val_loader, normalize, dtype)
+    metrics = evaluate_distributed(model, val_loader, normalize, dtype, resolution=resize)
     return {**metrics, "train_loss": last_train_loss, "train_seconds": seconds, "train_images": images,
             "epochs": cfg.epochs, "resolution": resolution, "resumed": resumed, "loading": plan.reason,
             "images_per_second": images / seconds if seconds > 0 else None}
