@@ -1,4 +1,6 @@
-"""Shared test options: ``--benchmark`` runs the speed/memory benchmarks, which are skipped otherwise."""
+"""Shared test options: ``--benchmark`` runs the speed/memory benchmarks, which are skipped otherwise, and
+saves pytest-benchmark's JSON under ``.benchmarks/`` (unless ``--benchmark-json``/``--benchmark-save`` say
+where), so runs can be compared with ``--benchmark-compare``."""
 
 from __future__ import annotations
 
@@ -8,6 +10,15 @@ import pytest
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--benchmark", action="store_true", default=False,
                      help="run the benchmarks (tests that use pytest-benchmark's `benchmark` fixture)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--benchmark") and not (config.getoption("benchmark_json", None)
+                                                 or config.getoption("benchmark_save", None)):
+        from pytest_benchmark.utils import get_tag
+
+        config.option.benchmark_autosave = get_tag()  # what --benchmark-autosave stores: commit, branch, time
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
