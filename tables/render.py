@@ -161,16 +161,19 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
     reported = [c for c in load_reported() if c.table == table]
     rows: dict[tuple[str, str, str, str], Row] = {}
     for c in reported:
-        if c.metric == "optimization_time":
-            continue
         key = (c.subtable, c.group, c.row, c.column)
         if key not in rows:
             method, variant = row_method(table, c.subtable, c.group, c.row)
             rows[key] = Row(table, c.subtable, c.group, c.row, c.column, method, variant)
         row = rows[key]
-        want = column_constraint(c.subtable, c.column).to_dict()
-        mine = [r for r in records if r["method"] == row.method and r["variant"] == row.variant
-                and _same_constraint(r, want)]
+        if c.metric == "optimization_time":  # the row's whole cost: every record of its sub-table
+            want = {"kind": c.subtable, "limit": math.nan}
+            mine = [r for r in records if r["method"] == row.method and r["variant"] == row.variant
+                    and (r.get("constraint") or {}).get("kind") == c.subtable]
+        else:
+            want = column_constraint(c.subtable, c.column).to_dict()
+            mine = [r for r in records if r["method"] == row.method and r["variant"] == row.variant
+                    and _same_constraint(r, want)]
         row.metrics[c.metric] = _metric(c, row, mine, want, tol, gpu, reported)
     return TableView(table, family, profile, tol, list(rows.values()), skipped)
 
@@ -208,6 +211,14 @@ def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: 
             verdicts.append("meets constraint" if max(values) <= constraint["limit"] else "over constraint")
         text = format_macs(ours) if len(values) == 1 else f"{format_macs(ours)} (mean, n={len(values)})"
         return MetricCell("flops", paper, text, "; ".join(verdicts), c.value, ours, len(values))
+    if c.metric == "optimization_time":
+        seconds = [(r.get("search_seconds") or 0.0) + (r.get("retrain_seconds") or 0.0) for r in mine]
+        if not mine:
+            return MetricCell("optimization_time", paper, "", _missing(c, row, gpu), c.value)
+        devices = sorted({_device(r) for r in mine})
+        hours = sum(seconds) / 3600
+        return MetricCell("optimization_time", paper, f"{hours:.3g} device-hours on {', '.join(devices)} "
+                          f"(search + retrain, {len(mine)} records)", "not reported", c.value, hours, len(mine))
     # latency
     measured = [r["latency"] for r in mine if r.get("latency")]
     paper_ratio = _paper_latency_ratio(reported, c)
@@ -221,6 +232,13 @@ def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: 
     verdict = "meets constraint" if max(ratios) <= 1 + tol.latency_rel + 1e-12 else "over constraint"
     text = f"{_mean_std(ms, 3, ' ms')} on {', '.join(devices)} ({_mean_std(ratios, 3)}x of reference)"
     return MetricCell("latency", paper, text, verdict, c.value, statistics.mean(ratios), len(measured))
+
+
+def _device(record: dict) -> str:
+    env = record.get("environment") or {}
+    world = int(env.get("world_size") or 1)
+    name = env.get("cuda_device") or env.get("cpu") or "unknown device"
+    return f"{world} x {name}" if world > 1 else str(name)
 
 
 def _missing(c: ReportedCell, row: Row, gpu: bool) -> str:
