@@ -134,6 +134,20 @@ def test_reused_loader_is_the_same_loader_and_gives_the_same_batches(prepared, t
     assert make_loader(beton, reuse=True, **kw)[0] is not a
 
 
+def test_proportion_mode_writes_the_same_pixels_every_time(tmp_path):
+    root = _tree(tmp_path / "imagefolder")
+    images = []
+    for seed, out in enumerate(("a", "b")):
+        np.random.seed(seed)  # two separate runs: the writer's forked processes inherit different states
+        prepare(root, tmp_path / out, PER_CLASS, 0, WriteParams(write_mode="proportion", compress_probability=0.5),
+                workers=2, quiet=True, log=lambda s: None)
+        loader, _ = make_loader(tmp_path / out / "train.beton", train=False, batch_size=200, resolution=36,
+                                num_workers=1)
+        images.append(torch.cat([x.clone() for x, _ in loader]))
+    assert images[0].shape[0] == TRAIN_PER_CLASS * len(tiny.CLASSES)
+    assert torch.equal(images[0], images[1])
+
+
 def test_plan_and_shards():
     assert plan_loading(10 * 2**30, 64 * 2**30, True, 1).order == "random"
     big = plan_loading(300 * 2**30, 64 * 2**30, True, 8)
