@@ -9,7 +9,8 @@
 * ``export``: TorchScript (and ONNX where the exporter works) for deployment.
 
 Profile options: ``--profile smoke|imagenet|FILE.yaml``, dotted overrides such as ``--train.epochs=3``,
-``--results DIR`` (default ``results/<profile>``).
+``--data DIR`` (the prepared data folder, same as ``--data.path=DIR``), ``--results DIR`` (default
+``results/<profile>``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def _profile_and_results(args: argparse.Namespace, overrides: list[str]):
 
     from repro.profiles import load_profile
 
+    if getattr(args, "data", None):
+        overrides = [*overrides, f"--data.path={args.data}"]
     profile = load_profile(args.profile, overrides)
     results = Path(args.results) if args.results else Path("results") / profile.name
     return profile, results
@@ -162,6 +165,7 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="smoke", help="smoke | imagenet | a profile .yaml (default smoke)")
     p.add_argument("--results", help="where records go (default results/<profile>)")
+    p.add_argument("--data", help="the prepared data folder (shorthand for --data.path=DIR)")
     p.add_argument("--all-cells", action="store_true", help="also the cells the paper leaves empty (—)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -324,3 +324,11 @@ def test_run_cell_cli_errors_are_one_line(tmp_path):
     assert "train.epochs='zero' must be an integer" in out.stderr.strip().splitlines()[-1]
     out = _cli("run-table", "1", "--profile", "nowhere")
     assert out.returncode == 2 and "profile 'nowhere' is not known" in out.stderr
+
+
+def test_data_option_sets_the_data_folder(tiny_data, tmp_path):
+    out = _cli("run-table", "1", "--profile", "smoke", "--list", "--data", str(tiny_data), "--results",
+               str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 26 and "(data not prepared)" not in out.stdout and "pending" in lines[0]
