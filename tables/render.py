@@ -21,6 +21,7 @@ Several seeds of one cell show as mean ± std (n).
 
 from __future__ import annotations
 
+import io
 import math
 import statistics
 from collections.abc import Iterable
@@ -285,7 +286,6 @@ def to_markdown(view: TableView) -> str:
 
 def to_csv(view: TableView) -> str:
     import csv
-    import io
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -396,8 +396,6 @@ def plot(view: TableView, out_dir: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         for ext in ("png", "pdf"):
-            import io
-
             buf = io.BytesIO()
             fig.savefig(buf, format=ext, dpi=150)
             path = out_dir / f"table{view.table}_{sub}.{ext}"

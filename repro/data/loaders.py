@@ -43,6 +43,10 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 EVAL_CROP_RATIO = 224 / 256
 # a file is read through the page cache when it takes at most this fraction of the available memory
 OS_CACHE_FRACTION = 0.5
+REUSE_MAX = 6  # loaders kept for make_loader(reuse=True), least recently used dropped first
+_REUSABLE: OrderedDict[tuple, tuple] = OrderedDict()
+
+
 def _drop_numba_finalizer_noise() -> None:
     """Install a ``sys.unraisablehook`` that drops the KeyError numba's dispatcher finalizers raise when
     FFCV's compiled pipelines are garbage-collected (FFCV 1.0.2 + numba cleanup noise, not a failure) and
@@ -74,8 +78,6 @@ def _drop_numba_finalizer_noise() -> None:
 
 
 _drop_numba_finalizer_noise()
-REUSE_MAX = 6  # loaders kept for make_loader(reuse=True), least recently used dropped first
-_REUSABLE: OrderedDict[tuple, tuple] = OrderedDict()
 
 
 @dataclass(frozen=True)
