@@ -19,9 +19,6 @@ from repro.data.loaders import plan_loading, shard
 from repro.data.manifest import DataError, check_beton
 
 TRAIN_PER_CLASS, VAL_PER_CLASS, PER_CLASS = 8, 3, 2
-# numba's dispatcher finalizers, run when FFCV's compiled pipelines are collected, raise a KeyError that
-# Python reports as "unraisable"; it is cleanup noise of FFCV 1.0.2 + numba, not a failure of the test
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 def _tree(root: Path) -> Path:

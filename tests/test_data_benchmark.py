@@ -21,7 +21,6 @@ import torch
 from data_prep.write import WriteParams, prepare
 from repro.data import Normalize, make_loader, resize_batch
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 N_IMAGES, N_CLASSES, WORKERS, BATCH, RES = 1000, 10, 2, 100, 160
 
 

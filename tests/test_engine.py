@@ -26,7 +26,6 @@ from repro.profiles import TrainConfig, load_profile
 from repro.results import RecordError, RunRecord, input_key, load_records, write_record
 from repro.train.trainer import CHECKPOINT, TrainData, fit, recalibrate_bn, train_step
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -22,8 +22,6 @@ from repro.profiles import load_profile
 from repro.train.loop import param_groups
 from repro.train.trainer import amp_dtype, train_step
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 
 def _throughput(model, batches, device, dtype, steps: int, warmup: int = 3) -> float:
     opt = torch.optim.SGD(param_groups(model, 5e-5), lr=0.01, momentum=0.9, nesterov=True)
