@@ -81,10 +81,16 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def get_method(name: str) -> Method:
+def load_methods() -> None:
+    """Import (and so register) the paper's method and every baseline."""
     import baselines
+    import repro.search.proposed  # noqa: F401
 
-    baselines.load_all()  # registers every baseline
+    baselines.load_all()
+
+
+def get_method(name: str) -> Method:
+    load_methods()
 
     if name not in REGISTRY:
         raise ValueError(f"method {name!r} is not registered; known: {', '.join(sorted(REGISTRY))}")

@@ -121,6 +121,8 @@ def cell_key(method: str, variant: str, family: str, constraint: Constraint, pro
     settings = to_mapping(profile)
     # where the data lies and how many loader workers read it do not change a result
     settings["data"] = {k: v for k, v in settings["data"].items() if k not in ("path", "workers")}
+    # a method's settings change its own cells only
+    settings["methods"] = {method: settings["methods"][method]} if method in settings["methods"] else {}
     return input_key(kind="cell", method=method, variant=variant, family=family, constraint=constraint.to_dict(),
                      profile=settings, seed=seed, data=data.identity())
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from repro.method import REGISTRY
+from repro.method import REGISTRY, load_methods
 from repro.pipeline import PreparedData, cell_key, run_cell
 from repro.profiles import Profile
 from repro.results import RunRecord, find_record
@@ -28,9 +28,7 @@ class CellStatus:
 
 def blocked_reason(cell: Cell) -> str | None:
     """Why a cell cannot run in this build, or None."""
-    import baselines
-
-    baselines.load_all()
+    load_methods()
     if cell.method not in REGISTRY:
         return f"method {cell.method!r} is not built yet"
     if cell.constraint.kind != "flops":

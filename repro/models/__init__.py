@@ -18,9 +18,10 @@ BUILDERS: dict[str, Callable[[ArchConfig], nn.Module]] = {
 }
 
 
-def build_model(arch: ArchConfig) -> nn.Module:
-    """The network of ``arch``, freshly initialised."""
-    return BUILDERS[arch.family](arch)
+def build_model(arch: ArchConfig, init: bool = True) -> nn.Module:
+    """The network of ``arch``, freshly initialised (``init=False``: weights left as allocated, for a
+    structure whose tensors come from elsewhere, such as the weight-sharing network's)."""
+    return BUILDERS[arch.family](arch, init=init)
 
 
 def count_params(model: nn.Module) -> int:

@@ -23,11 +23,16 @@ class DepthwiseConv2d(nn.Conv2d):
         kh, kw = self.kernel_size
         h, w = x.shape[-2:]
         if (h >= kh and w >= kw) or x.device.type != "cpu" or not (self.training and torch.is_grad_enabled()):
-            return super().forward(x)
+            return self._depthwise(x)
         (sh, sw), (ph, pw) = self.stride, self.padding
         out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         x = F.pad(x, (0, max(0, kw - w), 0, max(0, kh - h)))
-        return super().forward(x)[..., :out_h, :out_w]
+        return self._depthwise(x)[..., :out_h, :out_w]
+
+    def _depthwise(self, x: torch.Tensor) -> torch.Tensor:
+        # one group per channel of the weight it is given: the weight-sharing network runs this module
+        # with a slice of a wider weight (repro.models.supernet)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.weight.shape[0])
 
 
 class ConvBNAct(nn.Sequential):

@@ -19,7 +19,7 @@ class DepthwiseSeparable(nn.Sequential):
 
 
 class MobileNetV1(nn.Module):
-    def __init__(self, arch: ArchConfig):
+    def __init__(self, arch: ArchConfig, init: bool = True):
         super().__init__()
         if arch.family != "mobilenet_v1":
             raise ValueError(f"MobileNetV1 needs family 'mobilenet_v1', got {arch.family!r}")
@@ -33,7 +33,8 @@ class MobileNetV1(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(cin, arch.num_classes)
-        init_weights(self)
+        if init:
+            init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))

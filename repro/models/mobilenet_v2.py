@@ -33,7 +33,7 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, arch: ArchConfig, dropout: float = 0.2):
+    def __init__(self, arch: ArchConfig, dropout: float = 0.2, init: bool = True):
         super().__init__()
         if arch.family != "mobilenet_v2":
             raise ValueError(f"MobileNetV2 needs family 'mobilenet_v2', got {arch.family!r}")
@@ -49,7 +49,8 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(w[-1], arch.num_classes))
-        init_weights(self)
+        if init:
+            init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))

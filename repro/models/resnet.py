@@ -32,7 +32,7 @@ class Bottleneck(nn.Module):
 
 
 class ResNet50(nn.Module):
-    def __init__(self, arch: ArchConfig):
+    def __init__(self, arch: ArchConfig, init: bool = True):
         super().__init__()
         if arch.family != "resnet50":
             raise ValueError(f"ResNet50 needs family 'resnet50', got {arch.family!r}")
@@ -46,7 +46,8 @@ class ResNet50(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, arch.num_classes)
-        init_weights(self)
+        if init:
+            init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))

@@ -53,12 +53,17 @@ class TrainData:
 
     def resolution(self, arch_resolution: int) -> int:
         """Training resolution of an architecture: its ImageNet resolution scaled to the data set."""
-        return max(8, round(arch_resolution * self.base_resolution / 224))
+        return data_resolution(arch_resolution, self.base_resolution)
 
     def decode_resolution(self, arch_resolution: int) -> int:
         """The resolution the loader decodes at for this architecture."""
         r = self.resolution(arch_resolution)
         return max(r, self.base_resolution) if self.decode == "base" else r
+
+
+def data_resolution(arch_resolution: int, base_resolution: int) -> int:
+    """An architecture's resolution on a data set whose ``base_resolution`` stands for ImageNet's 224."""
+    return max(8, round(arch_resolution * base_resolution / 224))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

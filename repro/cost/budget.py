@@ -1,0 +1,51 @@
+"""A constraint as the searches see it: a cost function of an architecture and a limit in the same unit.
+
+``make_budget(kind, limit, family)`` is the one place where a constraint kind becomes a cost function.
+``flops`` counts exact conv + linear MACs at ImageNet geometry (``repro.cost.flops.count_macs``, the
+analytic counter: tens of thousands of architectures a second). Latency kinds are a hook: the latency
+issue registers a predictor with ``register_cost_model`` (a factory ``(limit, family) -> Budget`` that turns
+the reference width multiplier into milliseconds on the device); until then they raise a clear error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from repro.arch import ArchConfig
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``cost(arch)`` (of the architecture at ImageNet geometry) and the ``limit`` it must not exceed."""
+
+    cost: Callable[[ArchConfig], float]
+    limit: float
+    unit: str = "MACs"
+
+    def fits(self, arch: ArchConfig) -> bool:
+        return self.cost(arch) <= self.limit
+
+    def ratio(self, arch: ArchConfig) -> float:
+        return self.cost(arch) / self.limit
+
+
+def flops_budget(limit: float, family: str | None = None) -> Budget:
+    from repro.cost.flops import count_macs
+
+    return Budget(lambda arch: float(count_macs(arch.with_imagenet_geometry())), float(limit), "MACs")
+
+
+COST_MODELS: dict[str, Callable[[float, str], Budget]] = {"flops": flops_budget}
+
+
+def register_cost_model(kind: str, factory: Callable[[float, str], Budget]) -> None:
+    """Plug in a cost model for a constraint kind (the latency predictor does this)."""
+    COST_MODELS[kind] = factory
+
+
+def make_budget(kind: str, limit: float, family: str) -> Budget:
+    if kind not in COST_MODELS:
+        raise ValueError(f"no cost model for constraint kind {kind!r} yet: latency constraints need the latency "
+                         f"predictor (repro.cost.budget.register_cost_model); available: {', '.join(COST_MODELS)}")
+    return COST_MODELS[kind](limit, family)

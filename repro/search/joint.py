@@ -1,0 +1,200 @@
+"""The joint optimizer of the paper's method: weights and the architecture vector in one run.
+
+``joint_search`` alternates, for ``total_steps`` weight steps:
+
+* a **weight step**: an architecture sampled around the current vector (``project(v + sigma * z)``) is
+  trained on one sub-train batch with the shared weights;
+* every ``hyper_every`` weight steps (after the first ``hyper_start`` of the run, while the shared weights
+  are still near their initialisation and say nothing about architectures), a **hyperparameter step**:
+  ``2 * pairs`` antithetic perturbations and the centre are projected onto the budget, scored on one
+  sub-eval batch (the same batch for all, so their differences are not batch noise), the NES gradient is
+  formed (``repro.search.nes``), sigma adapts, and ``v`` takes a momentum-SGD step, its largest coordinate
+  change clipped to ``max_step``, with a cosine-decaying learning rate, then is projected onto the budget.
+
+What the network is does not matter here: a ``Problem`` trains and scores. ``repro.search.proposed`` gives
+the weight-sharing network's; the tests give a planted loss with a known constrained optimum.
+
+Every scored vector and the returned one satisfy the budget (``repro.space.project``). The run is a
+function of the seed: the perturbations come from one ``numpy`` generator seeded with it, so under
+``torchrun`` every rank draws the same architectures (the network problem all-reduces the scores).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from repro.arch import ArchConfig
+from repro.cost.budget import Budget
+from repro.search.nes import NESConfig, adapt_sigma, antithetic_gradient
+from repro.space import SearchSpace, largest_uniform, project
+
+
+@dataclass(frozen=True)
+class HyperConfig:
+    lr: float = 0.05  # step size on the vector (ratio units per unit of estimated gradient)
+    momentum: float = 0.9
+    max_step: float = 0.05  # no coordinate moves more than this in one step
+    final_lr_fraction: float = 0.1  # cosine decay from lr to lr * this over the hyperparameter steps
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.max_step <= 0:
+            raise ValueError(f"hyper.lr={self.lr} and hyper.max_step={self.max_step} must be positive")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"hyper.momentum={self.momentum} must be in [0, 1)")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise ValueError(f"hyper.final_lr_fraction={self.final_lr_fraction} must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class JointConfig:
+    hyper_every: int = 2  # weight steps per hyperparameter step
+    hyper_start: float = 0.25  # fraction of the weight steps before the first hyperparameter step
+    sample_sigma: float = 1.0  # weight steps train v + sample_sigma * sigma * z (0: only v itself)
+    nes: NESConfig = field(default_factory=NESConfig)
+    hyper: HyperConfig = field(default_factory=HyperConfig)
+
+    def __post_init__(self) -> None:
+        if self.hyper_every < 1:
+            raise ValueError(f"hyper_every={self.hyper_every} must be at least 1")
+        if not 0 <= self.hyper_start < 1:
+            raise ValueError(f"hyper_start={self.hyper_start} must be in [0, 1)")
+        if self.sample_sigma < 0:
+            raise ValueError(f"sample_sigma={self.sample_sigma} must not be negative")
+
+
+class Problem(Protocol):
+    """What the optimizer needs from a network (or from a planted loss)."""
+
+    def weight_step(self, arch: ArchConfig, step: int) -> float: ...
+
+    def score(self, vectors: list[np.ndarray], archs: list[ArchConfig], step: int) -> np.ndarray: ...
+
+
+@dataclass
+class SearchOutcome:
+    vector: np.ndarray
+    arch: ArchConfig
+    start: np.ndarray
+    trajectory: list[dict[str, Any]]
+    scored_costs: list[float]  # the cost of every scored vector, for the constraint check
+
+
+def hyper_steps_of(cfg: JointConfig, total_steps: int) -> list[int]:
+    """The weight-step indices after which a hyperparameter step runs."""
+    first = math.ceil(cfg.hyper_start * total_steps)
+    return [s for s in range(total_steps) if s + 1 > first and (s + 1) % cfg.hyper_every == 0]
+
+
+def joint_search(space: SearchSpace, budget: Budget, cfg: JointConfig, total_steps: int, problem: Problem,
+                 seed: int, start: np.ndarray | None = None,
+                 on_hyper_step: Callable[[dict[str, Any]], None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> SearchOutcome:
+    """Run the joint optimization (see the module docstring); ``start`` defaults to the largest uniform
+    vector that meets the budget."""
+    rng = np.random.default_rng(seed)
+    v = largest_uniform(space, budget) if start is None else project(space, budget, start)
+    v0 = v.copy()
+    sigma = np.full(space.dim, cfg.nes.sigma)
+    velocity = np.zeros(space.dim)
+    hyper_at = set(hyper_steps_of(cfg, total_steps))
+    n_hyper, done_hyper = len(hyper_at), 0
+    trajectory: list[dict[str, Any]] = []
+    scored: list[float] = []
+    for step in range(total_steps):
+        noise = rng.standard_normal(space.dim) * sigma * cfg.sample_sigma
+        sample = project(space, budget, v + noise)
+        weight_loss = problem.weight_step(space.decode(sample), step)
+        if progress is not None:
+            progress(step)
+        if step not in hyper_at:
+            continue
+        z = rng.standard_normal((cfg.nes.pairs, space.dim))
+        vectors = [v] + [project(space, budget, v + s * sigma * zk) for zk in z for s in (1, -1)]
+        archs = [space.decode(x) for x in vectors]
+        costs = [budget.cost(a) for a in archs]
+        scored.extend(costs)
+        losses = np.asarray(problem.score(vectors, archs, step), dtype=np.float64)
+        centre, plus, minus = losses[0], losses[1::2], losses[2::2]
+        grad = antithetic_gradient(z, plus, minus, sigma)
+        sigma = adapt_sigma(sigma, z, plus, minus, centre, cfg.nes)
+        lr = _cosine(cfg.hyper, done_hyper, n_hyper)
+        velocity = cfg.hyper.momentum * velocity + grad
+        delta = lr * velocity
+        biggest = np.abs(delta).max()
+        if biggest > cfg.hyper.max_step:
+            delta *= cfg.hyper.max_step / biggest
+        v = project(space, budget, v - delta)
+        done_hyper += 1
+        arch = space.decode(v)
+        entry = {"step": step + 1, "hyper_step": done_hyper, "loss": float(centre),
+                 "loss_mean": float(losses.mean()), "weight_loss": float(weight_loss),
+                 "cost": budget.cost(arch), "limit": budget.limit, "unit": budget.unit,
+                 **_describe(arch),
+                 "sigma_mean": float(sigma.mean()), "grad_norm": float(np.linalg.norm(grad)), "lr": lr,
+                 "vector": [round(float(x), 5) for x in v]}
+        trajectory.append(entry)
+        if on_hyper_step is not None:
+            on_hyper_step(entry)
+    return SearchOutcome(v, space.decode(v), v0, trajectory, scored)
+
+
+def _describe(arch: Any) -> dict[str, Any]:
+    if isinstance(arch, ArchConfig):
+        return {"resolution": arch.resolution, "depths": list(arch.depths)}
+    return {}
+
+
+def _cosine(cfg: HyperConfig, k: int, n: int) -> float:
+    progress = k / max(1, n - 1)
+    low = cfg.lr * cfg.final_lr_fraction
+    return low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def write_trajectory(path: Path, trajectory: list[dict[str, Any]], names: list[str]) -> None:
+    """The trajectory as JSON lines (first line: the coordinate names), written atomically."""
+    from repro.atomic import atomic_write_bytes
+
+    lines = [json.dumps({"coordinates": names})] + [json.dumps(e) for e in trajectory]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def plot_trajectory(path: Path, trajectory: list[dict[str, Any]], names: list[str], title: str) -> None:
+    """Sub-eval loss, cost / limit and the vector's coordinates against the step, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [e["step"] for e in trajectory]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(steps, [e["loss"] for e in trajectory], label="centre")
+    axes[0].plot(steps, [e["loss_mean"] for e in trajectory], alpha=0.6, label="mean of perturbations")
+    axes[0].set(xlabel="weight step", ylabel="sub-eval loss", title="sub-eval loss")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(steps, [e["cost"] / e["limit"] for e in trajectory])
+    axes[1].axhline(1.0, color="k", lw=0.8, ls="--")
+    axes[1].set(xlabel="weight step", ylabel=f"cost / limit ({trajectory[0]['unit'] if trajectory else ''})",
+                title="constraint")
+    vectors = np.array([e["vector"] for e in trajectory]) if trajectory else np.zeros((0, len(names)))
+    for i, name in enumerate(names):
+        kind = name.split(":")[0]
+        style = {"w": "-", "resolution": "--", "depth": ":"}.get(kind, "-")
+        axes[2].plot(steps, vectors[:, i], style, lw=1.6 if kind != "w" else 0.8,
+                     label=name if kind != "w" else None)
+    axes[2].set(xlabel="weight step", ylabel="ratio to the canonical network", title="architecture vector")
+    if any(not n.startswith("w:") for n in names):
+        axes[2].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

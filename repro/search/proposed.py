@@ -1,0 +1,243 @@
+"""The paper's method as a ``Method``: ``proposed``, variants *Channel*, *Channel + Input image* and
+*Channel + Input image + Depth*.
+
+"A Gradient-based Architecture HyperParameter Optimization Approach" (ICLR 2020 submission; published as
+"Joint Multi-Dimension Pruning via Numerical Gradient Update", Liu et al., IEEE TIP 2021). One search:
+
+1. a weight-sharing network (``repro.models.supernet``) of the family's canonical network;
+2. the space of the variant (``repro.space``), the cell's constraint as a budget (``repro.cost.budget``);
+3. the joint run (``repro.search.joint``): weight steps on *sub-train* batches, NES steps of the vector on
+   *sub-eval* batches, for ``epochs_fraction`` of the retraining recipe's epochs (the paper: one quarter),
+   with the recipe's optimizer settings (learning rate scaled to the batch, cosine decay, warm-up in
+   proportion, label smoothing, weight decay);
+4. the found architecture is then trained from scratch on the full training split by the pipeline
+   (``retrain = "scratch"``), as in the paper.
+
+Scoring: each scored architecture's BatchNorm uses the statistics of the sub-eval batch it is scored on
+(``SuperNet.batch_stats``): recalibrating on separate batches would double the cost of every score, and all
+scores of a step share one batch, so the comparison is like for like.
+
+The trajectory (one JSON line per hyperparameter step: the vector, its cost, the sub-eval loss, sigma) and
+its plot go to ``<results>/searches/<key>/``, the key naming every input of the search. Settings come from
+the profile's ``methods.proposed`` mapping (``ProposedConfig``); each choice is explained where it is
+defined (``repro.space``, ``repro.search.nes``, ``repro.search.joint``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro.arch import ArchConfig
+from repro.config import from_mapping, to_mapping
+from repro.cost.budget import make_budget
+from repro.method import Constraint, Method, SearchResult, register
+from repro.search.joint import JointConfig, joint_search, plot_trajectory, write_trajectory
+from repro.space import VARIANTS, SearchSpace, SpaceConfig
+
+SEARCHES = "searches"
+
+
+@dataclass(frozen=True)
+class ProposedConfig:
+    epochs_fraction: float = 0.25  # of the retraining recipe's epochs (the paper: one quarter)
+    score_batch_size: int = 128  # sub-eval images per scored architecture (per process)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    joint: JointConfig = field(default_factory=JointConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs_fraction <= 0:
+            raise ValueError(f"epochs_fraction={self.epochs_fraction} must be positive")
+        if self.score_batch_size < 1:
+            raise ValueError(f"score_batch_size={self.score_batch_size} must be at least 1")
+
+
+def proposed_config(methods: dict[str, Any]) -> ProposedConfig:
+    return from_mapping(ProposedConfig, methods.get("proposed") or {}, "methods.proposed")
+
+
+class NetworkProblem:
+    """Weight steps and scores on a weight-sharing network (see ``repro.search.joint.Problem``)."""
+
+    def __init__(self, supernet, train_model: nn.Module, optimizer, scheduler, scaler, train_batches,
+                 score_batches, normalize: nn.Module, resolution_of, label_smoothing: float,
+                 dtype: torch.dtype | None, device: torch.device):
+        self.supernet, self.train_model = supernet, train_model
+        self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
+        self.train_batches, self.score_batches = train_batches, score_batches
+        self.normalize, self.resolution_of = normalize, resolution_of
+        self.label_smoothing, self.dtype, self.device = label_smoothing, dtype, device
+        self.archs_trained: list[ArchConfig] = []
+
+    def weight_step(self, arch: ArchConfig, step: int) -> float:
+        from repro.data.loaders import resize_batch
+        from repro.train.trainer import train_step
+
+        self.archs_trained.append(arch)
+        self.supernet.set_arch(arch)
+        self.train_model.train()
+        x, y = next(self.train_batches)
+        x = resize_batch(self.normalize(x), self.resolution_of(arch))
+        loss = train_step(self.train_model, x, y.to(self.device), self.optimizer, self.scaler,
+                          self.label_smoothing, self.dtype)
+        self.scheduler.step()
+        return float(loss)
+
+    @torch.no_grad()
+    def score(self, vectors: list[np.ndarray], archs: list[ArchConfig], step: int) -> np.ndarray:
+        from repro.data.loaders import resize_batch
+
+        x, y = next(self.score_batches)
+        x, y = self.normalize(x), y.to(self.device).long()
+        net = self.supernet
+        net.eval()
+        net.batch_stats = True
+        losses = []
+        try:
+            for arch in archs:
+                net.set_arch(arch)
+                with torch.autocast(x.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                    logits = net(resize_batch(x, self.resolution_of(arch))).float()
+                losses.append(F.cross_entropy(logits, y))
+        finally:
+            net.batch_stats = False
+            net.train()
+        out = torch.stack(losses).double()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(out)
+            out /= torch.distributed.get_world_size()
+        return out.cpu().numpy()
+
+
+def _cycle(loader):
+    """The loader's batches, epoch after epoch (each epoch's order from (seed, epoch))."""
+    for epoch in itertools.count():
+        loader.next_epoch = epoch
+        yield from loader
+
+
+@register
+class Proposed(Method):
+    name = "proposed"
+    variants = VARIANTS
+    retrain = "scratch"
+
+    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
+        self.check(variant)
+        cfg = proposed_config(ctx.profile.methods)
+        budget = make_budget(constraint.kind, constraint.limit, family)
+        space = SearchSpace(family, variant, cfg.space, num_classes=ctx.data.num_classes)
+        recipe = ctx.profile.train_for(family)
+        from repro.results import input_key
+
+        key = input_key(kind="search", method=self.name, variant=variant, family=family,
+                        constraint=constraint.to_dict(), config=to_mapping(cfg), recipe=to_mapping(recipe),
+                        data=ctx.data.identity(), seed=ctx.seed)
+        folder = Path(ctx.results) / SEARCHES / key
+        outcome, summary = run_search(space, budget, cfg, recipe, ctx, folder)
+        info = {"key": key, "folder": str(folder.relative_to(ctx.results)), "config": to_mapping(cfg),
+                **{k: v for k, v in summary.items() if k != "arch"}}
+        return SearchResult(outcome.arch.with_imagenet_geometry(), info=info)
+
+
+def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any, folder: Path):
+    """Build the network, loaders and optimizer, run ``joint_search``, write the trajectory, its plot and a
+    summary (``result.json``); return the outcome and the summary."""
+    from tqdm import tqdm
+
+    from repro.data import Normalize, make_loader
+    from repro.distributed import is_main, world_size
+    from repro.models.supernet import SuperNet
+    from repro.train.loop import param_groups
+    from repro.train.trainer import (
+        amp_dtype,
+        build_scheduler,
+        data_resolution,
+        resolve_device,
+        seed_everything,
+        use_channels_last,
+    )
+
+    device = ctx.device or resolve_device()
+    data = ctx.data
+    seed_everything(ctx.seed)
+    supernet = SuperNet(space.family, data.num_classes).to(device)
+    channels_last = use_channels_last(recipe.channels_last)
+    if channels_last:  # about 2x faster on this CPU too (MobileNet V1, 2 threads)
+        supernet = supernet.to(memory_format=torch.channels_last)
+    world = world_size()
+    train_model: nn.Module = supernet
+    if world > 1:  # blocks beyond a sampled depth get no gradient: let DDP look for them
+        train_model = nn.parallel.DistributedDataParallel(
+            supernet, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    base = data.base_resolution
+    decode_at = max(base, data_resolution(cfg.space.max_resolution, base))
+    train_loader, plan = make_loader(data.folder / "train.beton", train=True, batch_size=recipe.batch_size,
+                                     resolution=decode_at, indices=data.sub_train, seed=ctx.seed,
+                                     num_workers=ctx.profile.data.workers, crop_scale=recipe.crop_scale,
+                                     reuse=True)
+    score_loader, _ = make_loader(data.folder / "train.beton", train=False, batch_size=cfg.score_batch_size,
+                                  resolution=decode_at, indices=data.sub_eval, num_workers=ctx.profile.data.workers,
+                                  drop_last=True, reuse=True)
+    if len(score_loader) == 0:
+        raise ValueError(f"score_batch_size={cfg.score_batch_size} is larger than this process's share of "
+                         f"sub-eval; lower methods.proposed.score_batch_size")
+    total = max(1, round(cfg.epochs_fraction * recipe.epochs * len(train_loader)))
+    # the recipe's schedule stretched over the joint run: warm-up in proportion, then its decay
+    schedule = dataclasses.replace(recipe, epochs=total, warmup_epochs=recipe.warmup_epochs / recipe.epochs * total)
+    optimizer = torch.optim.SGD(param_groups(supernet, recipe.weight_decay),
+                                lr=recipe.scaled_lr(recipe.batch_size * world), momentum=recipe.momentum,
+                                nesterov=recipe.nesterov)
+    scheduler = build_scheduler(optimizer, schedule, 1)
+    dtype = amp_dtype(recipe.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    normalize = Normalize(channels_last=channels_last).to(device)
+    problem = NetworkProblem(supernet, train_model, optimizer, scheduler, scaler, _cycle(train_loader),
+                             _cycle(score_loader), normalize, lambda a: data_resolution(a.resolution, base),
+                             recipe.label_smoothing, dtype, device)
+    main = is_main()
+    if main:
+        ctx.log(f"proposed {space.variant} search on {space.family}: {space.dim} coordinates, {total} weight steps "
+                f"({cfg.epochs_fraction:g} x {recipe.epochs} epochs of sub-train), limit {budget.limit:,.0f} "
+                f"{budget.unit}; {plan.reason}")
+    bar = tqdm(total=total, desc=f"search {space.variant}", unit="step",
+               disable=True if (ctx.quiet or not main) else None)
+    start = time.perf_counter()
+    try:
+        outcome = joint_search(space, budget, cfg.joint, total, problem, ctx.seed,
+                               progress=lambda _s: bar.update(1))
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    trajectory = outcome.trajectory
+    summary = {"arch": outcome.arch.to_dict(), "vector": [float(x) for x in outcome.vector],
+               "start_vector": [float(x) for x in outcome.start], "coordinates": space.names,
+               "start_arch": space.decode(outcome.start).with_imagenet_geometry().to_dict(),
+               "seconds": seconds, "weight_steps": total, "hyper_steps": len(trajectory),
+               "cost": budget.cost(outcome.arch), "limit": budget.limit, "unit": budget.unit,
+               "max_scored_cost": max(outcome.scored_costs, default=None),
+               "first_loss": trajectory[0]["loss"] if trajectory else None,
+               "last_loss": trajectory[-1]["loss"] if trajectory else None}
+    if main:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_trajectory(folder / "trajectory.jsonl", trajectory, space.names)
+        if trajectory:
+            plot_trajectory(folder / "trajectory.png", trajectory, space.names,
+                            f"proposed {space.variant}, {space.family}, limit {budget.limit:,.0f} {budget.unit}")
+        from repro.atomic import atomic_write_bytes
+
+        atomic_write_bytes(folder / "result.json", json.dumps(summary, indent=1).encode())
+    return outcome, summary
+
+
+__all__ = ["Proposed", "ProposedConfig", "NetworkProblem", "run_search", "proposed_config"]

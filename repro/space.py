@@ -1,0 +1,264 @@
+"""Search spaces of the paper's method: a continuous vector of architecture hyperparameters and the fixed,
+deterministic mapping from it to an ArchConfig (our stand-in for the paper's Table 4, whose content is not
+in our material).
+
+The vector ``v`` has one coordinate per *width group*, then (variants with ``input``) one for the input
+resolution, then (variants with ``depth``) one per stage whose maximum depth exceeds one. Every coordinate is
+a ratio to the canonical network, so one noise scale and one step size fit all of them:
+
+* width group ``g`` (the slots of ``repro.arch`` that must share a width, or a single slot): every slot ``i``
+  of the group gets ``clamp(m * round(v_g * canonical_i / m), m, canonical_i)`` channels, ``m`` being
+  ``width_multiple``. Groups: MobileNet V1 one per layer (14); MobileNet V2 the stem, each block's expansion,
+  each stage's tied ``project`` outputs, the last conv (25); ResNet-50 the stem, each bottleneck's ``conv1``
+  and ``conv2``, each stage's tied ``conv3``/``downsample`` outputs (37).
+* resolution: ``clamp(q * round(v_r * 224 / q), min_resolution, max_resolution)``, ``q`` =
+  ``resolution_multiple``. Variants without ``input`` keep 224.
+* depth of stage ``s``: ``clamp(round(v_s * max_depth_s), min_depth_s, max_depth_s)`` with
+  ``min_depth_s = max(1, ceil(min_depth_ratio * max_depth_s))``. Variants without ``depth`` keep the maximum.
+
+Each entry is non-decreasing in its coordinate, so the cost of ``decode(v)`` is non-decreasing in every
+coordinate, with one exception: in MobileNet V1 (no ties) one block more in a stage changes which width
+feeds the next stage, which can cost less. ``project`` and ``largest_uniform`` use monotonicity only to
+search quickly; they return nothing whose cost they have not checked.
+
+Choices and why (defaults in ``SpaceConfig``; the profiles set them under ``methods.proposed.space``):
+
+* widths from 0.1x to 1.0x of the canonical network: the largest network is the backbone the weight-sharing
+  network owns (as in the successor paper, which prunes from the full network); 0.1x leaves room below the
+  45M / 1G columns, whose uniform networks are 0.25x / 0.5x.
+* widths in multiples of 8: channel counts that GPUs run at full speed, the convention of MobileNet V2,
+  MetaPruning and once-for-all.
+* resolution from 96 to 224 px in steps of 8: 224 is the backbone's; 96 is below the 45M cells' uniform
+  channel+input networks (about 119 px); multiples of 8 keep every stride-2 map's size exact down to 1/8.
+* stage depth at least half the maximum: MetaPruning's and once-for-all's depth ranges do not go lower, and a
+  stage of one block loses most of its receptive field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from repro.arch import ArchConfig, family_spec
+from repro.cost.budget import Budget
+
+VARIANTS = ("channel", "channel+input", "channel+input+depth")
+BASE_RESOLUTION = 224
+
+
+class InfeasibleConstraint(ValueError):
+    """No architecture of the space meets the constraint."""
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    min_width_ratio: float = 0.1
+    max_width_ratio: float = 1.0
+    width_multiple: int = 8
+    min_resolution: int = 96
+    max_resolution: int = 224
+    resolution_multiple: int = 8
+    min_depth_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_width_ratio <= self.max_width_ratio <= 1:
+            raise ValueError(f"space widths {self.min_width_ratio}..{self.max_width_ratio} must satisfy "
+                             f"0 < min_width_ratio <= max_width_ratio <= 1 (the backbone is the largest network)")
+        if not 8 <= self.min_resolution <= self.max_resolution:
+            raise ValueError(f"space resolution {self.min_resolution}..{self.max_resolution} must satisfy "
+                             f"8 <= min_resolution <= max_resolution")
+        if self.width_multiple < 1 or self.resolution_multiple < 1:
+            raise ValueError(f"width_multiple={self.width_multiple} and resolution_multiple="
+                             f"{self.resolution_multiple} must be at least 1")
+        if not 0 < self.min_depth_ratio <= 1:
+            raise ValueError(f"min_depth_ratio={self.min_depth_ratio} must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Coordinate:
+    name: str  # "w:<first slot>", "resolution", "depth:s<stage>"
+    kind: str  # width | resolution | depth
+    slots: tuple[int, ...] = ()  # width coordinates: the slots of repro.arch they set
+    stage: int | None = None  # depth coordinates
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The vector <-> ArchConfig mapping of one family and variant (see the module docstring)."""
+
+    family: str
+    variant: str
+    config: SpaceConfig = field(default_factory=SpaceConfig)
+    num_classes: int = 1000
+
+    def __post_init__(self) -> None:
+        family_spec(self.family)
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant={self.variant!r} is not a variant of the method; allowed: {', '.join(VARIANTS)}")
+
+    # --- the coordinates
+
+    @property
+    def coordinates(self) -> tuple[Coordinate, ...]:
+        return _coordinates(self.family, self.variant)
+
+    @property
+    def dim(self) -> int:
+        return len(self.coordinates)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.coordinates]
+
+    @property
+    def lower(self) -> np.ndarray:
+        cfg, spec = self.config, family_spec(self.family)
+        lo = []
+        for c in self.coordinates:
+            if c.kind == "width":
+                lo.append(cfg.min_width_ratio)
+            elif c.kind == "resolution":
+                lo.append(cfg.min_resolution / BASE_RESOLUTION)
+            else:
+                m = spec.max_depths[c.stage]
+                lo.append(self._min_depth(m) / m)
+        return np.array(lo, dtype=np.float64)
+
+    @property
+    def upper(self) -> np.ndarray:
+        cfg = self.config
+        hi = [cfg.max_width_ratio if c.kind == "width" else
+              cfg.max_resolution / BASE_RESOLUTION if c.kind == "resolution" else 1.0 for c in self.coordinates]
+        return np.array(hi, dtype=np.float64)
+
+    def clip(self, v: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(v, dtype=np.float64), self.lower, self.upper)
+
+    def _min_depth(self, max_depth: int) -> int:
+        return max(1, math.ceil(self.config.min_depth_ratio * max_depth))
+
+    # --- the mapping
+
+    def decode(self, v: np.ndarray) -> ArchConfig:
+        """The architecture of ``v`` (clipped to the bounds first); deterministic."""
+        v = self.clip(v)
+        if v.shape != (self.dim,):
+            raise ValueError(f"vector has shape {v.shape}; the {self.family} {self.variant} space has {self.dim} "
+                             f"coordinates")
+        cfg, spec = self.config, family_spec(self.family)
+        widths = list(spec.canonical_widths)
+        depths = list(spec.max_depths)
+        resolution = BASE_RESOLUTION
+        m = cfg.width_multiple
+        for c, x in zip(self.coordinates, v, strict=True):
+            if c.kind == "width":
+                for i in c.slots:
+                    canon = spec.canonical_widths[i]
+                    widths[i] = int(min(canon, max(min(m, canon), m * round(x * canon / m))))
+            elif c.kind == "resolution":
+                q = cfg.resolution_multiple
+                resolution = int(min(cfg.max_resolution, max(cfg.min_resolution, q * round(x * BASE_RESOLUTION / q))))
+            else:
+                top = spec.max_depths[c.stage]
+                depths[c.stage] = int(min(top, max(self._min_depth(top), round(x * top))))
+        return ArchConfig(self.family, tuple(widths), tuple(depths), resolution, self.num_classes)
+
+    def uniform(self, ratio: float) -> np.ndarray:
+        """Widths (and, for ``input`` variants, the resolution) at ``ratio``, depths at their maximum: the
+        uniform *Channel* or *Channel + Input image* network of the variant, on the space's grid."""
+        v = np.array([1.0 if c.kind == "depth" else float(ratio) for c in self.coordinates])
+        return self.clip(v)
+
+
+def largest_uniform(space: SearchSpace, budget: Budget, tol: float = 1e-4) -> np.ndarray:
+    """The largest uniform vector ``space.uniform(t)`` that meets the budget (bisection on t): the search's
+    starting point, i.e. the uniform baseline of the same variant on the space's rounding grid."""
+    lo, hi = 0.0, 1.0
+    if budget.fits(space.decode(space.uniform(hi))):
+        return space.uniform(hi)
+    if not budget.fits(space.decode(space.uniform(lo))):
+        raise _infeasible(space, budget)
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if budget.fits(space.decode(space.uniform(mid))) else (lo, mid)
+    return space.uniform(lo)
+
+
+def cost_direction(space: SearchSpace, budget: Budget, v: np.ndarray, h: float = 0.05) -> np.ndarray:
+    """A non-negative estimate of the cost's gradient at ``v`` (central differences of step ``h`` on the
+    rounded architectures), scaled to a largest entry of 1. Zero entries are coordinates that do not change
+    the cost at this scale."""
+    v = space.clip(v)
+    d = np.zeros(space.dim)
+    for i in range(space.dim):
+        up, down = v.copy(), v.copy()
+        up[i] += h
+        down[i] -= h
+        d[i] = budget.cost(space.decode(up)) - budget.cost(space.decode(down))
+    d = np.maximum(d, 0.0)
+    top = d.max()
+    return d / top if top > 0 else d
+
+
+def project(space: SearchSpace, budget: Budget, v: np.ndarray, tol: float = 1e-4) -> np.ndarray:
+    """The constraint projection: ``v`` clipped to the bounds if that meets the budget; otherwise moved
+    against the cost's gradient, ``clip(v - t * d)``, with the smallest ``t`` (bisection) that meets it.
+
+    For a linear cost this is the Euclidean projection onto the budget's half-space, so a projected
+    gradient step keeps the usual fixed points (the loss gradient opposite to the cost gradient). ``d`` is
+    non-negative and every coordinate raises the cost monotonically, so the cost falls as ``t`` grows.
+    Raises ``InfeasibleConstraint`` when even the space's smallest architecture is over the limit.
+    """
+    v = space.clip(v)
+    if budget.fits(space.decode(v)):
+        return v
+    lower = space.lower
+    if not budget.fits(space.decode(lower)):
+        raise _infeasible(space, budget)
+    d = cost_direction(space, budget, v)
+    if not d.any():  # flat at this scale: head for the smallest architecture
+        d = v - lower
+    d = d / np.abs(d).max()
+    # every moving coordinate is at its lower bound once t exceeds the widest range
+    t_hi = float((space.upper - lower).max()) + 1.0
+    if not budget.fits(space.decode(space.clip(v - t_hi * d))):
+        d = v - lower  # coordinates the estimate saw as free still cost: shrink all of them
+        t_hi = 1.0
+    t_lo = 0.0
+    while t_hi - t_lo > tol:
+        mid = (t_lo + t_hi) / 2
+        t_lo, t_hi = (t_lo, mid) if budget.fits(space.decode(space.clip(v - mid * d))) else (mid, t_hi)
+    return space.clip(v - t_hi * d)
+
+
+def _infeasible(space: SearchSpace, budget: Budget) -> InfeasibleConstraint:
+    smallest = space.decode(space.lower)
+    return InfeasibleConstraint(
+        f"the {space.family} {space.variant} space cannot meet the limit {budget.limit:,.0f} {budget.unit}: its "
+        f"smallest architecture costs {budget.cost(smallest):,.0f} {budget.unit}; lower min_width_ratio, "
+        f"min_resolution or min_depth_ratio in methods.proposed.space, or raise the limit")
+
+
+_COORDS: dict[tuple[str, str], tuple[Coordinate, ...]] = {}
+
+
+def _coordinates(family: str, variant: str) -> tuple[Coordinate, ...]:
+    key = (family, variant)
+    if key not in _COORDS:
+        spec = family_spec(family)
+        tied = {i: group for group in spec.ties for i in group}
+        coords, seen = [], set()
+        for i, slot in enumerate(spec.slots):
+            if i in seen:
+                continue
+            group = tied.get(i, (i,))
+            seen.update(group)
+            coords.append(Coordinate(f"w:{slot.name}", "width", tuple(group)))
+        if "input" in variant:
+            coords.append(Coordinate("resolution", "resolution"))
+        if "depth" in variant:
+            coords += [Coordinate(f"depth:s{s}", "depth", stage=s) for s, m in enumerate(spec.max_depths) if m > 1]
+        _COORDS[key] = tuple(coords)
+    return _COORDS[key]

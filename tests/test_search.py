@@ -1,0 +1,261 @@
+"""The paper's method: the NES estimator, the joint optimizer on a planted loss, the constraint on every
+scored vector, determinism, two DDP ranks, and a whole cell on the tiny data set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from repro.cost.budget import Budget, make_budget
+from repro.method import Constraint, get_method
+from repro.profiles import load_profile
+from repro.search.joint import HyperConfig, JointConfig, hyper_steps_of, joint_search
+from repro.search.nes import NESConfig, adapt_sigma, antithetic_gradient
+from repro.search.proposed import NetworkProblem, proposed_config
+from repro.space import SearchSpace
+
+# --- the estimator ---------------------------------------------------------------------------------
+
+
+def _smooth(v: np.ndarray) -> float:
+    return float(np.sin(3 * v).sum() + (v ** 2 * np.arange(1, len(v) + 1)).sum())
+
+
+def _smooth_grad(v: np.ndarray) -> np.ndarray:
+    return 3 * np.cos(3 * v) + 2 * v * np.arange(1, len(v) + 1)
+
+
+def _estimate(v, pairs, sigma, rng):
+    z = rng.standard_normal((pairs, len(v)))
+    plus = np.array([_smooth(v + sigma * zk) for zk in z])
+    minus = np.array([_smooth(v - sigma * zk) for zk in z])
+    return antithetic_gradient(z, plus, minus, np.full(len(v), sigma))
+
+
+def test_nes_recovers_the_gradient_of_a_smooth_function():
+    rng = np.random.default_rng(0)
+    v = rng.uniform(-1, 1, 12)
+    g = _estimate(v, 2000, 0.01, rng)
+    true = _smooth_grad(v)
+    assert g @ true / (np.linalg.norm(g) * np.linalg.norm(true)) >= 0.9
+
+
+def test_nes_variance_falls_as_samples_grow():
+    rng = np.random.default_rng(1)
+    v = rng.uniform(-1, 1, 12)
+    true = _smooth_grad(v)
+    error = {n: np.mean([np.sum((_estimate(v, n, 0.01, rng) - true) ** 2) for _ in range(60)]) for n in (4, 32, 256)}
+    assert error[4] > 4 * error[32] > 16 * error[256]  # about 1 / n
+
+
+def test_sigma_shrinks_at_a_minimum_and_grows_down_a_concave_slope():
+    cfg = NESConfig(pairs=500, sigma=0.05, sigma_lr=0.5)
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((500, 4))
+    sigma = np.full(4, 0.05)
+    for loss, direction in ((lambda x: float((x ** 2).sum()), -1), (lambda x: -float((x ** 2).sum()), 1)):
+        plus = np.array([loss(sigma * zk) for zk in z])
+        minus = np.array([loss(-sigma * zk) for zk in z])
+        new = adapt_sigma(sigma, z, plus, minus, loss(np.zeros(4)), cfg)
+        assert np.all(np.sign(new - sigma) == direction)
+        assert np.all((new >= cfg.sigma_min) & (new <= cfg.sigma_max))
+
+
+# --- the joint optimizer on planted losses ------------------------------------------------------------
+
+
+class LinearSpace:
+    """A space whose architecture is the vector itself and whose cost is linear: the constrained optimum of a
+    quadratic loss is known in closed form."""
+
+    family = variant = "planted"
+
+    def __init__(self, dim: int):
+        self.dim, self.lower, self.upper = dim, np.zeros(dim), np.ones(dim)
+        self.names = [f"x{i}" for i in range(dim)]
+
+    def clip(self, v):
+        return np.clip(np.asarray(v, dtype=float), 0, 1)
+
+    def decode(self, v):
+        return tuple(self.clip(v))
+
+    def uniform(self, t):
+        return self.clip(np.full(self.dim, t))
+
+
+class Planted:
+    """A loss of the vector only; weight steps do nothing."""
+
+    def __init__(self, loss):
+        self.loss, self.trained = loss, []
+
+    def weight_step(self, arch, step):
+        self.trained.append(arch)
+        return 0.0
+
+    def score(self, vectors, archs, step):
+        return [self.loss(np.asarray(v)) for v in vectors]
+
+
+def test_joint_optimizer_ends_at_the_known_constrained_optimum():
+    c = np.array([1.0, 2.0, 3.0, 1.0, 2.0, 1.0])
+    target = np.array([0.9, 0.8, 0.7, 0.9, 0.6, 0.95])  # over the budget
+    limit = 4.0
+    optimum = target - (c @ target - limit) / (c @ c) * c  # Euclidean projection onto c.v <= limit (inside the box)
+    assert np.all((optimum > 0) & (optimum < 1))
+    budget = Budget(lambda x: float(c @ np.array(x)), limit, "units")
+    cfg = JointConfig(hyper_every=1, hyper_start=0.0, nes=NESConfig(pairs=8),
+                      hyper=HyperConfig(lr=0.2, max_step=0.05))
+    out = joint_search(LinearSpace(6), budget, cfg, 300, Planted(lambda v: float(((v - target) ** 2).sum())), seed=0)
+    assert np.abs(out.vector - optimum).max() < 0.05
+    assert np.abs(out.start - optimum).max() > 0.3  # it had somewhere to go
+    assert max(out.scored_costs) <= limit
+
+
+def test_every_scored_vector_meets_the_constraint_on_a_real_space():
+    """A loss that wants everything bigger presses the run against the limit all along."""
+    space = SearchSpace("mobilenet_v2", "channel+input+depth")
+    budget = make_budget("flops", 150e6, "mobilenet_v2")
+    problem = Planted(lambda v: -float(v @ np.linspace(1, 2, len(v))))
+    cfg = JointConfig(hyper_every=1, hyper_start=0.0, hyper=HyperConfig(lr=0.1))
+    out = joint_search(space, budget, cfg, 12, problem, seed=3)
+    assert len(out.scored_costs) == 12 * (2 * cfg.nes.pairs + 1)
+    assert max(out.scored_costs) <= 150e6
+    assert all(budget.fits(a) for a in problem.trained)  # the weight steps' samples too
+    assert budget.fits(out.arch) and out.arch != space.decode(out.start)
+    assert [e["step"] for e in out.trajectory] == list(range(1, 13))
+
+
+def test_hyperparameter_steps_start_after_the_warm_up_share():
+    cfg = JointConfig(hyper_every=2, hyper_start=0.25)
+    assert hyper_steps_of(cfg, 16) == [5, 7, 9, 11, 13, 15]
+
+
+# --- the network problem: determinism and DDP ---------------------------------------------------------
+
+
+def _network_run(seed: int, rank: int = 0, steps: int = 6):
+    from repro.data import Normalize
+    from repro.models.supernet import SuperNet
+    from repro.train.loop import param_groups
+    from repro.train.trainer import data_resolution
+
+    torch.manual_seed(seed)
+    space = SearchSpace("mobilenet_v1", "channel+input+depth", num_classes=4)
+    net = SuperNet("mobilenet_v1", 4)
+    model = net
+    if torch.distributed.is_initialized():
+        model = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
+    opt = torch.optim.SGD(param_groups(net, 1e-4), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    gen = torch.Generator().manual_seed(100 + rank)  # each rank its own data, as a sharded loader gives
+
+    def batches(n):
+        while True:
+            images = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=gen)
+            yield images, torch.randint(0, 4, (n,), generator=gen)
+
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    problem = NetworkProblem(net, model, opt, sched, scaler, batches(8), batches(8), Normalize(),
+                             lambda a: data_resolution(a.resolution, 16), 0.1, None, torch.device("cpu"))
+    cfg = JointConfig(hyper_every=2, hyper_start=0.0, nes=NESConfig(pairs=2))
+    start = space.uniform(0.6)
+    start[[i for i, n in enumerate(space.names) if n.startswith("depth")]] = 0.55  # drop blocks from the start
+    out = joint_search(space, make_budget("flops", 150e6, "mobilenet_v1"), cfg, steps, problem, seed=seed,
+                       start=start)
+    return out, problem, net
+
+
+def test_a_fixed_seed_returns_the_same_architecture_twice():
+    a, pa, _ = _network_run(seed=5)
+    b, pb, _ = _network_run(seed=5)
+    assert a.arch == b.arch and pa.archs_trained == pb.archs_trained
+    np.testing.assert_array_equal(a.vector, b.vector)
+    assert [e["loss"] for e in a.trajectory] == [e["loss"] for e in b.trajectory]
+
+
+def _ddp_search(rank: int, world: int, init: str, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    result, problem, net = _network_run(seed=7, rank=rank, steps=4)
+    digest = float(sum(p.detach().double().sum() for p in net.parameters()))
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump({"archs": [a.to_dict() for a in problem.archs_trained], "vector": result.vector.tolist(),
+                   "losses": [e["loss"] for e in result.trajectory], "weights": digest}, f)
+    torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_ranks_sample_alike_reduce_scores_and_survive_skipped_blocks(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_search, args=(2, f"file://{tmp_path / 'rdv'}", str(tmp_path / "rank")), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"rank.{r}").read_text()) for r in (0, 1))
+    assert r0["archs"] == r1["archs"]  # the same architectures on every rank
+    depths = {tuple(a["depths"]) for a in r0["archs"]}
+    assert any(d != (1, 2, 2, 6, 2) for d in depths)  # blocks were skipped, and DDP went on
+    assert r0["losses"] == r1["losses"] and r0["vector"] == r1["vector"]  # scores all-reduced before the step
+    assert r0["weights"] == pytest.approx(r1["weights"], rel=1e-6)  # DDP kept the shared weights equal
+
+
+# --- the Method ---------------------------------------------------------------------------------------
+
+
+def test_method_is_registered_with_three_variants_and_typed_settings():
+    method = get_method("proposed")
+    assert method.variants == ("channel", "channel+input", "channel+input+depth") and method.retrain == "scratch"
+    for name in ("smoke", "imagenet"):
+        cfg = proposed_config(load_profile(name).methods)
+        assert 0 < cfg.epochs_fraction <= 1
+    with pytest.raises(ValueError, match="methods.proposed.joint.nes.pairz"):
+        proposed_config({"proposed": {"joint": {"nes": {"pairz": 3}}}})
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from data_prep import tiny
+    from data_prep.write import WriteParams, prepare
+
+    base = tmp_path_factory.mktemp("search-data")
+    tiny.write_imagefolder(base / "imagefolder", seed=3, train_per_class=8, val_per_class=2, quiet=True)
+    prepare(base / "imagefolder", base, 3, 0, WriteParams(write_mode="raw"), None, tiny.BASE_RESOLUTION,
+            workers=2, quiet=True, log=lambda s: None)
+    return base
+
+
+def test_a_proposed_cell_searches_logs_its_trajectory_and_retrains(tiny_data, tmp_path):
+    from repro.pipeline import prepare_data, run_cell
+
+    profile = load_profile("smoke", [f"data.path={tiny_data}", "train.epochs=2", "train.batch_size=16",
+                                     "train.lr_reference_batch=16", "methods.proposed.score_batch_size=16",
+                                     "methods.proposed.epochs_fraction=1.0"])
+    data = prepare_data(profile, log=lambda s: None)
+    record, ran = run_cell("proposed", "channel+input", "mobilenet_v1", Constraint("flops", 150e6), profile, 0,
+                           data, tmp_path, log=lambda s: None, quiet=True)
+    assert ran and record.macs <= 150e6 and record.top1 is not None and record.retrain_protocol == "scratch"
+    info = record.extra["search"]
+    folder = tmp_path / info["folder"]
+    lines = (folder / "trajectory.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["coordinates"][-1] == "resolution"
+    steps = [json.loads(line) for line in lines[1:]]
+    assert len(steps) == info["hyper_steps"] > 0 and all(s["cost"] <= 150e6 for s in steps)
+    assert (folder / "trajectory.png").stat().st_size > 0
+    assert json.loads((folder / "result.json").read_text())["max_scored_cost"] <= 150e6
+    assert record.search_seconds > 0 and info["seconds"] > 0
+    _, again = run_cell("proposed", "channel+input", "mobilenet_v1", Constraint("flops", 150e6), profile, 0, data,
+                        tmp_path, log=lambda s: None, quiet=True)
+    assert not again
+
+
+def test_latency_constraints_wait_for_the_predictor():
+    method = get_method("proposed")
+    with pytest.raises(ValueError, match="latency predictor"):
+        method.search("mobilenet_v1", "channel", Constraint("gpu_latency", 0.5), ctx=_Ctx())
+
+
+class _Ctx:
+    profile = load_profile("smoke")
+
+

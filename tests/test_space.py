@@ -1,0 +1,124 @@
+"""The search space of the paper's method: the vector -> ArchConfig mapping and the constraint projection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from repro.arch import FAMILIES, ArchConfig
+from repro.cost.budget import flops_budget, make_budget
+from repro.cost.flops import count_macs
+from repro.space import VARIANTS, InfeasibleConstraint, SearchSpace, SpaceConfig, largest_uniform, project
+
+LIMITS = {"mobilenet_v1": (330e6, 150e6, 45e6), "mobilenet_v2": (200e6, 150e6, 45e6), "resnet50": (3e9, 2e9, 1e9)}
+
+
+def _random_vectors(space: SearchSpace, n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # beyond the bounds too: decode and project clip first
+    return [rng.uniform(space.lower - 0.2, space.upper + 0.2) for _ in range(n)]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_coordinates_per_family_and_variant(family):
+    dims = {v: SearchSpace(family, v).dim for v in VARIANTS}
+    widths = {"mobilenet_v1": 14, "mobilenet_v2": 25, "resnet50": 37}[family]
+    stages = {"mobilenet_v1": 4, "mobilenet_v2": 5, "resnet50": 4}[family]  # stages with more than one block
+    assert dims == {"channel": widths, "channel+input": widths + 1, "channel+input+depth": widths + 1 + stages}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_full_vector_is_the_canonical_network_and_channel_keeps_224(family):
+    space = SearchSpace(family, "channel+input+depth")
+    assert space.decode(space.upper) == ArchConfig.canonical(family)
+    arch = SearchSpace(family, "channel").decode(np.full(SearchSpace(family, "channel").dim, 0.3))
+    assert arch.resolution == 224 and arch.depths == ArchConfig.canonical(family).depths
+
+
+def test_mapping_rounds_as_documented():
+    space = SearchSpace("mobilenet_v1", "channel+input+depth")
+    v = np.full(space.dim, 0.5)
+    v[space.names.index("resolution")] = 150 / 224
+    v[space.names.index("depth:s3")] = 0.6  # 0.6 * 6 = 3.6 -> 4 blocks
+    arch = space.decode(v)
+    assert arch.widths[0] == 16 and arch.widths[-1] == 512  # 0.5 * 32, 0.5 * 1024, multiples of 8
+    assert arch.resolution == 152  # 150 -> nearest multiple of 8
+    assert arch.depths == (1, 1, 1, 4, 1)  # 0.5 * 2 = 1; 0.5 * 1 -> at least 1
+    v[0] = 0.1  # 3.2 channels -> at least one multiple of 8
+    assert space.decode(v).widths[0] == 8
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mapping_is_deterministic_valid_and_monotone(family, variant):
+    space = SearchSpace(family, variant)
+    budget = flops_budget(1.0)
+    rng = np.random.default_rng(1)
+    for v in _random_vectors(space, 20):
+        arch = space.decode(v)
+        assert arch == space.decode(v.copy())  # deterministic (and a valid ArchConfig: ties hold)
+        i = rng.integers(space.dim)
+        if family == "mobilenet_v1" and space.names[i].startswith("depth"):
+            continue  # the one exception (repro/space.py): a V1 block more changes the next stage's input
+        up = v.copy()
+        up[i] += 0.3
+        assert budget.cost(space.decode(up)) >= budget.cost(arch), space.names[i]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_projection_meets_every_limit_on_random_vectors(family, variant):
+    space = SearchSpace(family, variant)
+    for limit in LIMITS[family]:
+        budget = make_budget("flops", limit, family)
+        for v in _random_vectors(space, 15, seed=int(limit) % 97):
+            p = project(space, budget, v)
+            assert budget.cost(space.decode(p)) <= limit
+            assert np.all(p >= space.lower) and np.all(p <= space.upper)
+            if budget.fits(space.decode(v)):
+                np.testing.assert_array_equal(p, space.clip(v))  # feasible vectors are left alone
+
+
+def test_projection_of_a_linear_cost_is_euclidean():
+    """With a linear cost the projection is the closest point of the half-space."""
+
+    class Linear:
+        family, variant, dim = "toy", "toy", 3
+        lower, upper = np.zeros(3), np.ones(3)
+
+        def clip(self, v):
+            return np.clip(v, 0, 1)
+
+        def decode(self, v):
+            return tuple(self.clip(v))
+
+    from repro.cost.budget import Budget
+
+    c = np.array([1.0, 2.0, 3.0])
+    budget = Budget(lambda x: float(c @ np.array(x)), 2.0, "u")
+    v = np.array([0.9, 0.8, 0.7])
+    expected = v - (c @ v - 2.0) / (c @ c) * c
+    np.testing.assert_allclose(project(Linear(), budget, v, tol=1e-9), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_largest_uniform_start_fits_and_is_tight(family):
+    space = SearchSpace(family, "channel")
+    for limit in LIMITS[family]:
+        budget = make_budget("flops", limit, family)
+        v = largest_uniform(space, budget)
+        assert budget.fits(space.decode(v))
+        assert not budget.fits(space.decode(space.uniform(v[0] + 0.02)))
+
+
+def test_infeasible_limit_and_bad_settings_are_named():
+    space = SearchSpace("mobilenet_v1", "channel")
+    smallest = count_macs(space.decode(space.lower))
+    with pytest.raises(InfeasibleConstraint, match="smallest architecture costs"):
+        project(space, make_budget("flops", smallest - 1, "mobilenet_v1"), space.upper)
+    with pytest.raises(ValueError, match="min_width_ratio"):
+        SpaceConfig(min_width_ratio=0)
+    with pytest.raises(ValueError, match="variant='depth'"):
+        SearchSpace("mobilenet_v1", "depth")
+    with pytest.raises(ValueError, match="latency predictor"):
+        make_budget("gpu_latency", 0.5, "mobilenet_v1")
