@@ -202,35 +202,77 @@ def cost_direction(space: SearchSpace, budget: Budget, v: np.ndarray, h: float =
     return d / top if top > 0 else d
 
 
-def project(space: SearchSpace, budget: Budget, v: np.ndarray, tol: float = 1e-4) -> np.ndarray:
+def project(space: SearchSpace, budget: Budget, v: np.ndarray, fill: float = 0.0, tol: float = 1e-4) -> np.ndarray:
     """The constraint projection: ``v`` clipped to the bounds if that meets the budget; otherwise moved
     against the cost's gradient, ``clip(v - t * d)``, with the smallest ``t`` (bisection) that meets it.
 
     For a linear cost this is the Euclidean projection onto the budget's half-space, so a projected
     gradient step keeps the usual fixed points (the loss gradient opposite to the cost gradient). ``d`` is
     non-negative and every coordinate raises the cost monotonically, so the cost falls as ``t`` grows.
-    Raises ``InfeasibleConstraint`` when even the space's smallest architecture is over the limit.
+
+    ``fill > 0`` also moves a vector that uses less than ``fill`` of the budget *along* the cost gradient
+    (of the coordinates that can still grow), as far as it still meets the budget, for up to three rounds:
+    a projection onto the budget's boundary, so the search decides how to spend the budget, not whether
+    to. Rounding and depth steps can leave it short of ``fill``. Raises ``InfeasibleConstraint`` when even the space's
+    smallest architecture is over the limit. Whatever it returns has been checked to meet the budget.
     """
     v = space.clip(v)
-    if budget.fits(space.decode(v)):
-        return v
+    cost = budget.cost(space.decode(v))
+    if cost > budget.limit:
+        return _shrink(space, budget, v, tol)
+    for round_ in range(3 if fill > 0 else 0):  # rounding and depth steps can stop one pass short
+        if budget.cost(space.decode(v)) >= fill * budget.limit:
+            break
+        d = cost_direction(space, budget, v)
+        if round_ > 0:  # then only the coordinates that can still grow by 0.01 without breaking the budget
+            steps = v + 0.01 * np.eye(space.dim)
+            free = np.array([v[i] < space.upper[i] and budget.fits(space.decode(steps[i])) for i in range(space.dim)])
+            d = d * free if (d * free).any() else (space.upper - v) * free
+        v = _grow(space, budget, v, d, tol)
+    return v
+
+
+def _shrink(space: SearchSpace, budget: Budget, v: np.ndarray, tol: float) -> np.ndarray:
     lower = space.lower
     if not budget.fits(space.decode(lower)):
         raise _infeasible(space, budget)
     d = cost_direction(space, budget, v)
-    if not d.any():  # flat at this scale: head for the smallest architecture
-        d = v - lower
-    d = d / np.abs(d).max()
-    # every moving coordinate is at its lower bound once t exceeds the widest range
-    t_hi = float((space.upper - lower).max()) + 1.0
-    if not budget.fits(space.decode(space.clip(v - t_hi * d))):
-        d = v - lower  # coordinates the estimate saw as free still cost: shrink all of them
-        t_hi = 1.0
+    d[v <= lower] = 0.0  # coordinates at their bound cannot give any more
+    t_hi = _reach(v - lower, d)
+    if t_hi is None or not budget.fits(space.decode(space.clip(v - t_hi * d))):
+        d, t_hi = v - lower, 1.0  # coordinates the estimate saw as free still cost: shrink all of them
     t_lo = 0.0
     while t_hi - t_lo > tol:
         mid = (t_lo + t_hi) / 2
         t_lo, t_hi = (t_lo, mid) if budget.fits(space.decode(space.clip(v - mid * d))) else (mid, t_hi)
     return space.clip(v - t_hi * d)
+
+
+def _grow(space: SearchSpace, budget: Budget, v: np.ndarray, d: np.ndarray, tol: float) -> np.ndarray:
+    """The farthest point along ``d`` (non-negative) from ``v`` that still meets the budget."""
+    upper = space.upper
+    if budget.fits(space.decode(upper)):
+        return upper.copy()
+    d = d.copy()
+    d[v >= upper] = 0.0
+    t_hi = _reach(upper - v, d)
+    if t_hi is None:
+        return v
+    t_lo = 0.0
+    while t_hi - t_lo > tol:
+        mid = (t_lo + t_hi) / 2
+        t_lo, t_hi = (mid, t_hi) if budget.fits(space.decode(space.clip(v + mid * d))) else (t_lo, mid)
+    return space.clip(v + t_lo * d)
+
+
+def _reach(room: np.ndarray, d: np.ndarray) -> float | None:
+    """The step along ``d`` (scaled to a largest entry of 1 in place) at which every moving coordinate has
+    used its ``room``; None when nothing moves."""
+    if not d.any():
+        return None
+    d /= d.max()
+    moving = d > 0
+    return float((room[moving] / d[moving]).max())
 
 
 def _infeasible(space: SearchSpace, budget: Budget) -> InfeasibleConstraint:

@@ -244,6 +244,7 @@ def test_a_proposed_cell_searches_logs_its_trajectory_and_retrains(tiny_data, tm
     assert (folder / "trajectory.png").stat().st_size > 0
     assert json.loads((folder / "result.json").read_text())["max_scored_cost"] <= 150e6
     assert record.search_seconds > 0 and info["seconds"] > 0
+    assert not (folder / "checkpoint.pt").exists()  # removed once the search is done
     _, again = run_cell("proposed", "channel+input", "mobilenet_v1", Constraint("flops", 150e6), profile, 0, data,
                         tmp_path, log=lambda s: None, quiet=True)
     assert not again
@@ -259,3 +260,56 @@ class _Ctx:
     profile = load_profile("smoke")
 
 
+
+
+def test_joint_state_resumes_exactly():
+    """A run checkpointed and stopped after its 5th hyperparameter step, then resumed from that state, ends
+    where the uninterrupted run ends."""
+    import copy
+
+    space = SearchSpace("mobilenet_v1", "channel+input")
+    budget = make_budget("flops", 150e6, "mobilenet_v1")
+    cfg = JointConfig(hyper_every=1, hyper_start=0.0)
+
+    def loss(v):
+        return float(((v - 0.7) ** 2 * np.arange(len(v))).sum())
+
+    full = joint_search(space, budget, cfg, 12, Planted(loss), seed=4)
+    saved = []
+
+    class Stop(Exception):
+        pass
+
+    def checkpoint(state):
+        saved.append(copy.deepcopy(state))
+        raise Stop
+
+    with pytest.raises(Stop):
+        joint_search(space, budget, cfg, 12, Planted(loss), seed=4, checkpoint=checkpoint, checkpoint_every=5)
+    resumed = joint_search(space, budget, cfg, 12, Planted(loss), seed=4, state=saved[0])
+    np.testing.assert_array_equal(resumed.vector, full.vector)
+    assert resumed.trajectory == full.trajectory and resumed.scored_costs == full.scored_costs
+
+
+def test_an_interrupted_search_resumes_to_the_same_architecture(tiny_data, tmp_path):
+    from repro.pipeline import Context, prepare_data
+    from repro.search.proposed import SearchInterrupted
+
+    profile = load_profile("smoke", [f"data.path={tiny_data}", "train.epochs=2", "train.batch_size=16",
+                                     "train.lr_reference_batch=16", "methods.proposed.score_batch_size=16",
+                                     "methods.proposed.epochs_fraction=1.0", "methods.proposed.checkpoint_every=2",
+                                     "methods.proposed.joint.hyper_every=1"])
+    data = prepare_data(profile, log=lambda s: None)
+    method, limit = get_method("proposed"), Constraint("flops", 150e6)
+
+    def search(results, **extra):
+        ctx = Context(profile, 0, data, results, log=lambda s: None, quiet=True, extra=extra)
+        return method.search("mobilenet_v1", "channel+input", limit, ctx)
+
+    whole = search(tmp_path / "whole")
+    with pytest.raises(SearchInterrupted):
+        search(tmp_path / "cut", stop_after_hyper_steps=2)
+    resumed = search(tmp_path / "cut")
+    assert resumed.info["resumed_at_step"] > 0
+    assert resumed.arch == whole.arch and resumed.info["vector"] == whole.info["vector"]
+    assert resumed.info["last_loss"] == whole.info["last_loss"]

@@ -122,3 +122,13 @@ def test_infeasible_limit_and_bad_settings_are_named():
         SearchSpace("mobilenet_v1", "depth")
     with pytest.raises(ValueError, match="latency predictor"):
         make_budget("gpu_latency", 0.5, "mobilenet_v1")
+
+
+def test_fill_moves_vectors_onto_the_budgets_boundary():
+    space = SearchSpace("mobilenet_v1", "channel+input")
+    budget = make_budget("flops", 150e6, "mobilenet_v1")
+    ratios = [budget.ratio(space.decode(project(space, budget, v, fill=0.97))) for v in _random_vectors(space, 30)]
+    assert max(ratios) <= 1 and np.median(ratios) >= 0.97
+    small = space.uniform(0.3)  # 25.6M
+    assert budget.ratio(space.decode(project(space, budget, small))) < 0.2  # without fill: left alone
+    assert budget.ratio(space.decode(project(space, budget, small, fill=0.97))) >= 0.97

@@ -45,19 +45,22 @@ from repro.method import Constraint, Method, SearchResult, register
 from repro.search.joint import JointConfig, joint_search, plot_trajectory, write_trajectory
 from repro.space import VARIANTS, SearchSpace, SpaceConfig
 
-SEARCHES = "searches"
+SEARCHES, CHECKPOINT = "searches", "checkpoint.pt"
 
 
 @dataclass(frozen=True)
 class ProposedConfig:
     epochs_fraction: float = 0.25  # of the retraining recipe's epochs (the paper: one quarter)
     score_batch_size: int = 128  # sub-eval images per scored architecture (per process)
+    checkpoint_every: int = 20  # hyperparameter steps between checkpoints of the search (0: none)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     joint: JointConfig = field(default_factory=JointConfig)
 
     def __post_init__(self) -> None:
         if self.epochs_fraction <= 0:
             raise ValueError(f"epochs_fraction={self.epochs_fraction} must be positive")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} must not be negative")
         if self.score_batch_size < 1:
             raise ValueError(f"score_batch_size={self.score_batch_size} must be at least 1")
 
@@ -119,11 +122,20 @@ class NetworkProblem:
         return out.cpu().numpy()
 
 
-def _cycle(loader):
-    """The loader's batches, epoch after epoch (each epoch's order from (seed, epoch))."""
-    for epoch in itertools.count():
+def _cycle(loader, skip: int = 0):
+    """The loader's batches, epoch after epoch (each epoch's order from (seed, epoch)), after the first
+    ``skip`` (a resumed run continues where the interrupted one stopped)."""
+    first_epoch, offset = divmod(skip, len(loader))
+    for epoch in itertools.count(first_epoch):
         loader.next_epoch = epoch
-        yield from loader
+        for i, batch in enumerate(loader):
+            if epoch == first_epoch and i < offset:
+                continue
+            yield batch
+
+
+class SearchInterrupted(RuntimeError):
+    """Raised after a checkpoint when ``ctx.extra["stop_after_hyper_steps"]`` says so (the resume tests)."""
 
 
 @register
@@ -156,7 +168,7 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
     from tqdm import tqdm
 
     from repro.data import Normalize, make_loader
-    from repro.distributed import is_main, world_size
+    from repro.distributed import barrier, is_main, world_size
     from repro.models.supernet import SuperNet
     from repro.train.loop import param_groups
     from repro.train.trainer import (
@@ -164,7 +176,10 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
         build_scheduler,
         data_resolution,
         resolve_device,
+        rng_state,
+        save_checkpoint,
         seed_everything,
+        set_rng_state,
         use_channels_last,
     )
 
@@ -202,28 +217,52 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
     dtype = amp_dtype(recipe.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     normalize = Normalize(channels_last=channels_last).to(device)
-    problem = NetworkProblem(supernet, train_model, optimizer, scheduler, scaler, _cycle(train_loader),
-                             _cycle(score_loader), normalize, lambda a: data_resolution(a.resolution, base),
-                             recipe.label_smoothing, dtype, device)
     main = is_main()
+    ckpt, state = folder / CHECKPOINT, None
+    if ckpt.is_file():
+        saved = torch.load(ckpt, map_location=device, weights_only=False)
+        supernet.load_state_dict(saved["supernet"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        set_rng_state(saved["rng"])
+        state = saved["joint"]
+        if main:
+            ctx.log(f"resumed the search from {ckpt} at weight step {state.next_step} of {total}")
+    problem = NetworkProblem(supernet, train_model, optimizer, scheduler, scaler,
+                             _cycle(train_loader, 0 if state is None else state.next_step),
+                             _cycle(score_loader, 0 if state is None else state.done_hyper), normalize,
+                             lambda a: data_resolution(a.resolution, base), recipe.label_smoothing, dtype, device)
+    stop_after = ctx.extra.get("stop_after_hyper_steps")
+
+    def save(st) -> None:
+        if main:
+            folder.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(ckpt, supernet=supernet.state_dict(), optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rng_state(), joint=st)
+        barrier()
+        if stop_after is not None and st.done_hyper >= stop_after:
+            raise SearchInterrupted(f"stopped after {st.done_hyper} hyperparameter steps (checkpoint {ckpt})")
     if main:
         ctx.log(f"proposed {space.variant} search on {space.family}: {space.dim} coordinates, {total} weight steps "
                 f"({cfg.epochs_fraction:g} x {recipe.epochs} epochs of sub-train), limit {budget.limit:,.0f} "
                 f"{budget.unit}; {plan.reason}")
-    bar = tqdm(total=total, desc=f"search {space.variant}", unit="step",
+    done = 0 if state is None else state.next_step
+    bar = tqdm(total=total, initial=done, desc=f"search {space.variant}", unit="step",
                disable=True if (ctx.quiet or not main) else None)
     start = time.perf_counter()
     try:
-        outcome = joint_search(space, budget, cfg.joint, total, problem, ctx.seed,
-                               progress=lambda _s: bar.update(1))
+        outcome = joint_search(space, budget, cfg.joint, total, problem, ctx.seed, state=state, checkpoint=save,
+                               checkpoint_every=cfg.checkpoint_every, progress=lambda _s: bar.update(1))
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start  # of this process's part when resumed
     trajectory = outcome.trajectory
     summary = {"arch": outcome.arch.to_dict(), "vector": [float(x) for x in outcome.vector],
                "start_vector": [float(x) for x in outcome.start], "coordinates": space.names,
                "start_arch": space.decode(outcome.start).with_imagenet_geometry().to_dict(),
-               "seconds": seconds, "weight_steps": total, "hyper_steps": len(trajectory),
+               "seconds": seconds, "resumed_at_step": done or None, "weight_steps": total,
+               "hyper_steps": len(trajectory),
                "cost": budget.cost(outcome.arch), "limit": budget.limit, "unit": budget.unit,
                "max_scored_cost": max(outcome.scored_costs, default=None),
                "first_loss": trajectory[0]["loss"] if trajectory else None,
@@ -237,6 +276,8 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
         from repro.atomic import atomic_write_bytes
 
         atomic_write_bytes(folder / "result.json", json.dumps(summary, indent=1).encode())
+        ckpt.unlink(missing_ok=True)  # the search is done; its record and trajectory remain
+    barrier()
     return outcome, summary
 
 

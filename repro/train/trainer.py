@@ -114,14 +114,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -187,7 +187,7 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start_epoch, start_step = state["epoch"], state["step"]
         resumed = {"epoch": start_epoch, "step": start_step}
         if rank == 0:
@@ -197,7 +197,7 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
         if ckpt is not None and rank == 0:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(ckpt, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=_rng_state(),
+                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rng_state(),
                             epoch=epoch, step=step)
         barrier()
 
