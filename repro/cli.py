@@ -69,7 +69,7 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
 
         data = prepare_data(profile, quiet=args.quiet) if read_manifest(data_folder(profile)) else None
         for i, st in enumerate(statuses(args.table, profile, data, results, args.all_cells)):
-            print(f"{i:3d}  {st.key or '(data not prepared)':16}  {st.cell.label:42}  {st.status}"
+            print(f"{i:3d}  {st.key or '(data not prepared)':16}  {st.cell.label:56}  {st.status}"
                   f"{'' if len(profile.seeds) == 1 else f' seed {st.seed}'}")
         return 0
     data = prepare_data(profile, quiet=args.quiet)

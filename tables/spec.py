@@ -78,7 +78,7 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"T{self.table} {self.subtable} | {self.row} | {self.column}"
+        return f"T{self.table} {self.subtable} | {self.row} ({self.method}) | {self.column}"
 
 
 def table_cells(table: int, all_cells: bool = False) -> list[Cell]:

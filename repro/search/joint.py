@@ -207,8 +207,12 @@ def plot_trajectory(path: Path, trajectory: list[dict[str, Any]], names: list[st
 
     steps = [e["step"] for e in trajectory]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot(steps, [e["loss"] for e in trajectory], label="centre")
-    axes[0].plot(steps, [e["loss_mean"] for e in trajectory], alpha=0.6, label="mean of perturbations")
+    losses = np.array([e["loss"] for e in trajectory])
+    axes[0].plot(steps, losses, alpha=0.5, label="centre (one sub-eval batch)")
+    axes[0].plot(steps, [e["loss_mean"] for e in trajectory], alpha=0.3, label="mean of perturbations")
+    if len(losses) >= 5:  # each point is one batch: the running mean shows the trend
+        axes[0].plot(steps[4:], np.convolve(losses, np.ones(5) / 5, mode="valid"), "k", lw=1.5,
+                     label="centre, mean of 5")
     axes[0].set(xlabel="weight step", ylabel="sub-eval loss", title="sub-eval loss")
     axes[0].legend(fontsize=8)
     axes[1].plot(steps, [e["cost"] / e["limit"] for e in trajectory])

@@ -201,8 +201,11 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
                                      resolution=decode_at, indices=data.sub_train, seed=ctx.seed,
                                      num_workers=ctx.profile.data.workers, crop_scale=recipe.crop_scale,
                                      reuse=True)
+    # evaluation loaders read in the order given and sub-eval is stored class by class: shuffled once, so
+    # that every scoring batch mixes the classes (in file order a batch of 64 held one or two of them)
+    score_order = np.random.default_rng(ctx.seed).permutation(np.asarray(data.sub_eval))
     score_loader, _ = make_loader(data.folder / "train.beton", train=False, batch_size=cfg.score_batch_size,
-                                  resolution=decode_at, indices=data.sub_eval, num_workers=ctx.profile.data.workers,
+                                  resolution=decode_at, indices=score_order, num_workers=ctx.profile.data.workers,
                                   drop_last=True, reuse=True)
     if len(score_loader) == 0:
         raise ValueError(f"score_batch_size={cfg.score_batch_size} is larger than this process's share of "
