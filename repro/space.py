@@ -143,10 +143,11 @@ class SearchSpace:
 
     def decode(self, v: np.ndarray) -> ArchConfig:
         """The architecture of ``v`` (clipped to the bounds first); deterministic."""
-        v = self.clip(v)
+        v = np.asarray(v, dtype=np.float64)
         if v.shape != (self.dim,):
             raise ValueError(f"vector has shape {v.shape}; the {self.family} {self.variant} space has {self.dim} "
-                             f"coordinates")
+                             f"coordinates ({', '.join(self.names[:3])}, ...)")
+        v = self.clip(v)
         cfg, spec = self.config, family_spec(self.family)
         widths = list(spec.canonical_widths)
         depths = list(spec.max_depths)
@@ -179,7 +180,8 @@ def largest_uniform(space: SearchSpace, budget: Budget, tol: float = 1e-4) -> np
     if budget.fits(space.decode(space.uniform(hi))):
         return space.uniform(hi)
     if not budget.fits(space.decode(space.uniform(lo))):
-        raise _infeasible(space, budget)
+        # depth variants keep full depth in the uniform vectors: fall back to the projection of the smallest
+        return project(space, budget, space.lower)
     while hi - lo > tol:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if budget.fits(space.decode(space.uniform(mid))) else (lo, mid)

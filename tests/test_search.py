@@ -251,20 +251,18 @@ def test_a_proposed_cell_searches_logs_its_trajectory_and_retrains(tiny_data, tm
 
 
 def test_latency_constraints_wait_for_the_predictor():
-    method = get_method("proposed")
+    class Ctx:
+        profile = load_profile("smoke")
+
     with pytest.raises(ValueError, match="latency predictor"):
-        method.search("mobilenet_v1", "channel", Constraint("gpu_latency", 0.5), ctx=_Ctx())
-
-
-class _Ctx:
-    profile = load_profile("smoke")
+        get_method("proposed").search("mobilenet_v1", "channel", Constraint("gpu_latency", 0.5), ctx=Ctx())
 
 
 
 
 def test_joint_state_resumes_exactly():
-    """A run checkpointed and stopped after its 5th hyperparameter step, then resumed from that state, ends
-    where the uninterrupted run ends."""
+    """A run checkpointed and stopped after its 5th step, then resumed from that state, ends where the
+    uninterrupted run ends."""
     import copy
 
     space = SearchSpace("mobilenet_v1", "channel+input")
@@ -275,7 +273,7 @@ def test_joint_state_resumes_exactly():
         return float(((v - 0.7) ** 2 * np.arange(len(v))).sum())
 
     full = joint_search(space, budget, cfg, 12, Planted(loss), seed=4)
-    saved = []
+    saved: list = []
 
     class Stop(Exception):
         pass
@@ -297,7 +295,7 @@ def test_an_interrupted_search_resumes_to_the_same_architecture(tiny_data, tmp_p
 
     profile = load_profile("smoke", [f"data.path={tiny_data}", "train.epochs=2", "train.batch_size=16",
                                      "train.lr_reference_batch=16", "methods.proposed.score_batch_size=16",
-                                     "methods.proposed.epochs_fraction=1.0", "methods.proposed.checkpoint_every=2",
+                                     "methods.proposed.epochs_fraction=1.0", "methods.proposed.checkpoint_every=3",
                                      "methods.proposed.joint.hyper_every=1"])
     data = prepare_data(profile, log=lambda s: None)
     method, limit = get_method("proposed"), Constraint("flops", 150e6)
@@ -308,7 +306,7 @@ def test_an_interrupted_search_resumes_to_the_same_architecture(tiny_data, tmp_p
 
     whole = search(tmp_path / "whole")
     with pytest.raises(SearchInterrupted):
-        search(tmp_path / "cut", stop_after_hyper_steps=2)
+        search(tmp_path / "cut", stop_after_steps=6)  # after the first NES steps (they start at half: 5)
     resumed = search(tmp_path / "cut")
     assert resumed.info["resumed_at_step"] > 0
     assert resumed.arch == whole.arch and resumed.info["vector"] == whole.info["vector"]

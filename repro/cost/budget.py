@@ -39,8 +39,12 @@ def flops_budget(limit: float, family: str | None = None) -> Budget:
 COST_MODELS: dict[str, Callable[[float, str], Budget]] = {"flops": flops_budget}
 
 
-def register_cost_model(kind: str, factory: Callable[[float, str], Budget]) -> None:
-    """Plug in a cost model for a constraint kind (the latency predictor does this)."""
+def register_cost_model(kind: str, factory: Callable[[float, str], Budget], replace: bool = False) -> None:
+    """Plug in a cost model for a constraint kind (the latency predictor does this); a second model for the
+    same kind is refused unless ``replace``."""
+    if kind in COST_MODELS and COST_MODELS[kind] is not factory and not replace:
+        raise ValueError(f"a cost model for {kind!r} is registered already ({COST_MODELS[kind].__module__}."
+                         f"{COST_MODELS[kind].__qualname__}); pass replace=True to swap it")
     COST_MODELS[kind] = factory
 
 

@@ -128,9 +128,9 @@ def joint_search(space: SearchSpace, budget: Budget, cfg: JointConfig, total_ste
                  checkpoint: Callable[[JointState], None] | None = None, checkpoint_every: int = 0,
                  progress: Callable[[int], None] | None = None) -> SearchOutcome:
     """Run the joint optimization (see the module docstring) from ``state`` (a checkpoint) or from the
-    beginning. ``checkpoint(state)`` is called after every ``checkpoint_every`` hyperparameter steps (0:
-    never); a run resumed from that state goes on exactly as the uninterrupted one would, given a problem
-    that restores its own side (weights, data position)."""
+    beginning. ``checkpoint(state)`` is called after every ``checkpoint_every`` weight steps (0: never); a
+    run resumed from that state goes on exactly as the uninterrupted one would, given a problem that
+    restores its own side (weights, data position)."""
     st = initial_state(space, budget, cfg, seed, start) if state is None else state
     rng = np.random.default_rng()
     rng.bit_generator.state = st.rng
@@ -143,39 +143,44 @@ def joint_search(space: SearchSpace, budget: Budget, cfg: JointConfig, total_ste
         st.next_step = step + 1
         if progress is not None:
             progress(step)
-        if step not in hyper_at:
-            continue
-        z = rng.standard_normal((cfg.nes.pairs, space.dim))
-        vectors = [st.v] + [project(space, budget, st.v + s * st.sigma * zk, cfg.fill) for zk in z for s in (1, -1)]
-        archs = [space.decode(x) for x in vectors]
-        st.scored_costs.extend(budget.cost(a) for a in archs)
-        losses = np.asarray(problem.score(vectors, archs, step), dtype=np.float64)
-        centre, plus, minus = losses[0], losses[1::2], losses[2::2]
-        grad = antithetic_gradient(z, plus, minus, st.sigma)
-        st.sigma = adapt_sigma(st.sigma, z, plus, minus, centre, cfg.nes)
-        lr = _cosine(cfg.hyper, st.done_hyper, n_hyper)
-        st.velocity = cfg.hyper.momentum * st.velocity + grad
-        delta = lr * st.velocity
-        biggest = np.abs(delta).max()
-        if biggest > cfg.hyper.max_step:
-            delta *= cfg.hyper.max_step / biggest
-        moved = project(space, budget, st.v - delta, cfg.fill)
-        # momentum keeps only the part of the step the projection let through: a push into the budget's
-        # boundary would otherwise pile up in the velocity and, once clipped to max_step, crowd out the rest
-        st.velocity = (st.v - moved) / lr
-        st.v = moved
-        st.done_hyper += 1
-        arch = space.decode(st.v)
-        st.trajectory.append({
-            "step": step + 1, "hyper_step": st.done_hyper, "loss": float(centre), "loss_mean": float(losses.mean()),
-            "weight_loss": float(weight_loss), "cost": budget.cost(arch), "limit": budget.limit,
-            "unit": budget.unit, **_describe(arch), "sigma_mean": float(st.sigma.mean()),
-            "grad_norm": float(np.linalg.norm(grad)), "lr": lr, "vector": [round(float(x), 5) for x in st.v]})
-        if checkpoint is not None and checkpoint_every and st.done_hyper % checkpoint_every == 0:
+        if step in hyper_at:
+            _hyper_step(space, budget, cfg, st, rng, problem, step, weight_loss, n_hyper)
+        if checkpoint is not None and checkpoint_every and st.next_step % checkpoint_every == 0:
             st.rng = rng.bit_generator.state
             checkpoint(st)
     st.rng = rng.bit_generator.state
     return SearchOutcome(st.v, space.decode(st.v), st.start, st.trajectory, st.scored_costs)
+
+
+def _hyper_step(space: SearchSpace, budget: Budget, cfg: JointConfig, st: JointState, rng: np.random.Generator,
+                problem: Problem, step: int, weight_loss: float, n_hyper: int) -> None:
+    """Score 2 * pairs perturbations and the centre, estimate the gradient, adapt sigma, move v."""
+    z = rng.standard_normal((cfg.nes.pairs, space.dim))
+    vectors = [st.v] + [project(space, budget, st.v + s * st.sigma * zk, cfg.fill) for zk in z for s in (1, -1)]
+    archs = [space.decode(x) for x in vectors]
+    st.scored_costs.extend(budget.cost(a) for a in archs)
+    losses = np.asarray(problem.score(vectors, archs, step), dtype=np.float64)
+    centre, plus, minus = losses[0], losses[1::2], losses[2::2]
+    grad = antithetic_gradient(z, plus, minus, st.sigma)
+    st.sigma = adapt_sigma(st.sigma, z, plus, minus, centre, cfg.nes)
+    lr = _cosine(cfg.hyper, st.done_hyper, n_hyper)
+    st.velocity = cfg.hyper.momentum * st.velocity + grad
+    delta = lr * st.velocity
+    biggest = np.abs(delta).max()
+    if biggest > cfg.hyper.max_step:
+        delta *= cfg.hyper.max_step / biggest
+    moved = project(space, budget, st.v - delta, cfg.fill)
+    # momentum keeps only the part of the step the projection let through: a push into the budget's
+    # boundary would otherwise pile up in the velocity and, once clipped to max_step, crowd out the rest
+    st.velocity = (st.v - moved) / lr
+    st.v = moved
+    st.done_hyper += 1
+    arch = space.decode(st.v)
+    st.trajectory.append({
+        "step": step + 1, "hyper_step": st.done_hyper, "loss": float(centre), "loss_mean": float(losses.mean()),
+        "weight_loss": float(weight_loss), "cost": budget.cost(arch), "limit": budget.limit,
+        "unit": budget.unit, **_describe(arch), "sigma_mean": float(st.sigma.mean()),
+        "grad_norm": float(np.linalg.norm(grad)), "lr": lr, "vector": [round(float(x), 5) for x in st.v]})
 
 
 def _describe(arch: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ coordinate) the estimate is
     g_i = sum_k z_ki * (L(v + sigma z_k) - L(v - sigma z_k)) / (2 n sigma_i),
 
 the gradient of the Gaussian-smoothed loss (Wierstra et al., 2014; Salimans et al., 2017). It equals
-``sum_k eps_k (L_k - b) / (n sigma^2)`` over the 2n samples for any baseline ``b``: the antithetic pairs
+``sum_k eps_k (L_k - b) / (2 n sigma^2)`` over the 2n samples for any baseline ``b``: the antithetic pairs
 subtract the baseline exactly, so no extra variance comes from the loss's level.
 
 The scale adapts as in separable NES (Schaul et al., 2011): the natural gradient of the expected loss in

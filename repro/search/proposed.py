@@ -52,7 +52,7 @@ SEARCHES, CHECKPOINT = "searches", "checkpoint.pt"
 class ProposedConfig:
     epochs_fraction: float = 0.25  # of the retraining recipe's epochs (the paper: one quarter)
     score_batch_size: int = 128  # sub-eval images per scored architecture (per process)
-    checkpoint_every: int = 20  # hyperparameter steps between checkpoints of the search (0: none)
+    checkpoint_every: int = 2000  # weight steps between checkpoints of the search (0: none)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     joint: JointConfig = field(default_factory=JointConfig)
 
@@ -135,7 +135,7 @@ def _cycle(loader, skip: int = 0):
 
 
 class SearchInterrupted(RuntimeError):
-    """Raised after a checkpoint when ``ctx.extra["stop_after_hyper_steps"]`` says so (the resume tests)."""
+    """Raised after a checkpoint when ``ctx.extra["stop_after_steps"]`` says so (the resume tests)."""
 
 
 @register
@@ -207,9 +207,9 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
     score_loader, _ = make_loader(data.folder / "train.beton", train=False, batch_size=cfg.score_batch_size,
                                   resolution=decode_at, indices=score_order, num_workers=ctx.profile.data.workers,
                                   drop_last=True, reuse=True)
-    if len(score_loader) == 0:
-        raise ValueError(f"score_batch_size={cfg.score_batch_size} is larger than this process's share of "
-                         f"sub-eval; lower methods.proposed.score_batch_size")
+    if len(data.sub_eval) // world < cfg.score_batch_size:  # checked on the global count: every rank agrees
+        raise ValueError(f"score_batch_size={cfg.score_batch_size} is larger than a process's share of sub-eval "
+                         f"({len(data.sub_eval)} images over {world}); lower methods.proposed.score_batch_size")
     total = max(1, round(cfg.epochs_fraction * recipe.epochs * len(train_loader)))
     # the recipe's schedule stretched over the joint run: warm-up in proportion, then its decay
     schedule = dataclasses.replace(recipe, epochs=total, warmup_epochs=recipe.warmup_epochs / recipe.epochs * total)
@@ -224,6 +224,10 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
     ckpt, state = folder / CHECKPOINT, None
     if ckpt.is_file():
         saved = torch.load(ckpt, map_location=device, weights_only=False)
+        if (saved.get("world"), saved.get("total")) != (world, total):
+            raise ValueError(f"{ckpt} was written by a run of {saved.get('total')} weight steps on "
+                             f"{saved.get('world')} process(es); this one has {total} on {world}: resume with the "
+                             f"same process count, or delete the checkpoint to start the search again")
         supernet.load_state_dict(saved["supernet"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -236,16 +240,19 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
                              _cycle(train_loader, 0 if state is None else state.next_step),
                              _cycle(score_loader, 0 if state is None else state.done_hyper), normalize,
                              lambda a: data_resolution(a.resolution, base), recipe.label_smoothing, dtype, device)
-    stop_after = ctx.extra.get("stop_after_hyper_steps")
+    stop_after = ctx.extra.get("stop_after_steps")
+    earlier = 0.0 if state is None else saved["seconds"]  # time spent before the interruption
+    start = time.perf_counter()
 
     def save(st) -> None:
         if main:
             folder.mkdir(parents=True, exist_ok=True)
             save_checkpoint(ckpt, supernet=supernet.state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rng_state(), joint=st)
+                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rng_state(), joint=st,
+                            world=world, total=total, seconds=earlier + time.perf_counter() - start)
         barrier()
-        if stop_after is not None and st.done_hyper >= stop_after:
-            raise SearchInterrupted(f"stopped after {st.done_hyper} hyperparameter steps (checkpoint {ckpt})")
+        if stop_after is not None and st.next_step >= stop_after:
+            raise SearchInterrupted(f"stopped after {st.next_step} weight steps (checkpoint {ckpt})")
     if main:
         ctx.log(f"proposed {space.variant} search on {space.family}: {space.dim} coordinates, {total} weight steps "
                 f"({cfg.epochs_fraction:g} x {recipe.epochs} epochs of sub-train), limit {budget.limit:,.0f} "
@@ -253,13 +260,12 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
     done = 0 if state is None else state.next_step
     bar = tqdm(total=total, initial=done, desc=f"search {space.variant}", unit="step",
                disable=True if (ctx.quiet or not main) else None)
-    start = time.perf_counter()
     try:
         outcome = joint_search(space, budget, cfg.joint, total, problem, ctx.seed, state=state, checkpoint=save,
                                checkpoint_every=cfg.checkpoint_every, progress=lambda _s: bar.update(1))
     finally:
         bar.close()
-    seconds = time.perf_counter() - start  # of this process's part when resumed
+    seconds = earlier + time.perf_counter() - start
     trajectory = outcome.trajectory
     summary = {"arch": outcome.arch.to_dict(), "vector": [float(x) for x in outcome.vector],
                "start_vector": [float(x) for x in outcome.start], "coordinates": space.names,
