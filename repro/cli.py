@@ -73,7 +73,7 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
                   f"{'' if len(profile.seeds) == 1 else f' seed {st.seed}'}")
         return 0
     data = prepare_data(profile, quiet=args.quiet)
-    counts = run_table(args.table, profile, data, results, args.all_cells, quiet=args.quiet)
+    counts = run_table(args.table, profile, data, results, args.all_cells, quiet=args.quiet, methods=args.method)
     print(f"table {args.table} on {profile.name}: {counts['ran']} ran, {counts['cached']} already done, "
           f"{counts['failed']} failed, {counts['not available']} not available in this build; records in "
           f"{results / 'records'}")
@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("run-table", help="run (or --list) every cell of a table")
     t.add_argument("table", type=int, choices=(1, 2, 3))
     t.add_argument("--list", action="store_true", help="list the cells with their keys and status")
+    t.add_argument("--method", action="append", help="run only this method's rows (repeat for several)")
     _add_profile_args(t)
     t.set_defaults(func=_run_table)
 

@@ -58,10 +58,19 @@ def run_one(st: CellStatus, profile: Profile, data: PreparedData, results: Path,
 
 
 def run_table(table: int, profile: Profile, data: PreparedData, results: Path, all_cells: bool = False,
-              log: Callable[[str], None] = print, quiet: bool = False) -> dict[str, int]:
-    """Run every runnable cell; a failing cell is reported and the others go on. Returns counts."""
+              log: Callable[[str], None] = print, quiet: bool = False,
+              methods: list[str] | None = None) -> dict[str, int]:
+    """Run every runnable cell (of ``methods`` only, when given); a failing cell is reported and the others
+    go on. Returns counts."""
     counts = {"ran": 0, "cached": 0, "failed": 0, "not available": 0}
     todo = statuses(table, profile, data, results, all_cells)
+    if methods:
+        known = {st.cell.method for st in todo}
+        unknown = sorted(set(methods) - known)
+        if unknown:
+            raise ValueError(f"--method {', '.join(unknown)}: table {table} has no such rows; its methods: "
+                             f"{', '.join(sorted(known))}")
+        todo = [st for st in todo if st.cell.method in methods]
     bar = tqdm(todo, desc=f"table {table}", unit="cell", disable=True if quiet else None)  # None: off without a TTY
     for st in bar:
         bar.set_postfix_str(st.cell.label[:60])

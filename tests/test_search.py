@@ -311,3 +311,10 @@ def test_an_interrupted_search_resumes_to_the_same_architecture(tiny_data, tmp_p
     assert resumed.info["resumed_at_step"] > 0
     assert resumed.arch == whole.arch and resumed.info["vector"] == whole.info["vector"]
     assert resumed.info["last_loss"] == whole.info["last_loss"]
+
+
+def test_run_table_can_run_one_methods_rows_and_names_a_wrong_one(tmp_path):
+    from repro.runner import run_table
+
+    with pytest.raises(ValueError, match="--method nope: table 2 has no such rows; its methods: .*proposed"):
+        run_table(2, load_profile("smoke"), None, tmp_path, methods=["nope"])
