@@ -60,6 +60,12 @@ class Method:
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         raise NotImplementedError
 
+    def settings(self, methods: dict[str, Any]) -> Any:
+        """This method's resolved settings from a profile's ``methods`` mapping, as plain data: what a cell's
+        cache key holds, so a changed default in code changes the key too. Methods with typed settings
+        override it; the default is the profile's entry as written."""
+        return methods.get(self.name)
+
     def check(self, variant: str) -> None:
         if variant not in self.variants:
             raise ValueError(f"method {self.name!r} has no variant {variant!r}; it has: {', '.join(self.variants)}")

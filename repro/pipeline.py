@@ -121,8 +121,12 @@ def cell_key(method: str, variant: str, family: str, constraint: Constraint, pro
     settings = to_mapping(profile)
     # where the data lies and how many loader workers read it do not change a result
     settings["data"] = {k: v for k, v in settings["data"].items() if k not in ("path", "workers")}
-    # a method's settings change its own cells only
-    settings["methods"] = {method: settings["methods"][method]} if method in settings["methods"] else {}
+    # a method's settings change its own cells only, resolved (defaults included) when the method is built
+    from repro.method import REGISTRY, load_methods
+
+    load_methods()
+    own = REGISTRY[method]().settings(profile.methods) if method in REGISTRY else settings["methods"].get(method)
+    settings["methods"] = {} if own is None else {method: to_mapping(own)}
     return input_key(kind="cell", method=method, variant=variant, family=family, constraint=constraint.to_dict(),
                      profile=settings, seed=seed, data=data.identity())
 

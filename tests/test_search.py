@@ -4,6 +4,7 @@ scored vector, determinism, two DDP ranks, and a whole cell on the tiny data set
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -318,3 +319,25 @@ def test_run_table_can_run_one_methods_rows_and_names_a_wrong_one(tmp_path):
 
     with pytest.raises(ValueError, match="--method nope: table 2 has no such rows; its methods: .*proposed"):
         run_table(2, load_profile("smoke"), None, tmp_path, methods=["nope"])
+
+
+def test_cell_keys_hold_the_methods_resolved_settings_only():
+    from repro.pipeline import PreparedData, cell_key
+
+    manifest = {"classes": ["a", "b"], "base_resolution": 32, "listing_sha256": {"train": "x"},
+                "betons": {"train": {"quick_sha256": "y"}}, "split": {"seed": 0, "per_class": 1}}
+    data = PreparedData(Path("."), manifest, np.arange(2), np.arange(2))
+    limit = Constraint("flops", 150e6)
+
+    def keys(*overrides):
+        profile = load_profile("smoke", list(overrides))
+        return tuple(cell_key(m, "channel", "mobilenet_v1", limit, profile, 0, data) for m in ("proposed", "uniform"))
+
+    base = keys()
+    assert keys("methods.proposed.joint.nes.pairs=4") == base  # the value the profile already states
+    changed = keys("methods.proposed.joint.nes.pairs=8")
+    assert changed[0] != base[0] and changed[1] == base[1]  # only the proposed cells change
+    # settings left out resolve to the code's defaults: the same key as writing the defaults out
+    stated = keys("methods.proposed.joint.nes={}")
+    written = keys("methods.proposed.joint.nes={pairs: 4, sigma: 0.05, sigma_min: 0.01, sigma_max: 0.2, sigma_lr: 0.1}")
+    assert stated == written

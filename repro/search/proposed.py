@@ -144,6 +144,9 @@ class Proposed(Method):
     variants = VARIANTS
     retrain = "scratch"
 
+    def settings(self, methods: dict[str, Any]) -> dict[str, Any]:
+        return to_mapping(proposed_config(methods))
+
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         self.check(variant)
         cfg = proposed_config(ctx.profile.methods)
