@@ -4,7 +4,22 @@ where), so runs can be compared with ``--benchmark-compare``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+
+def make_tiny_data(base: Path, seed: int, train_per_class: int, per_class: int) -> Path:
+    """A small prepared copy of the embedded data set in ``base`` (16 classes, 2 val images per class,
+    ``per_class`` of each class's training images held out as sub-eval), for tests that train."""
+    from data_prep import tiny
+    from data_prep.write import WriteParams, prepare
+
+    tiny.write_imagefolder(base / "imagefolder", seed=seed, train_per_class=train_per_class, val_per_class=2,
+                           quiet=True)
+    prepare(base / "imagefolder", base, per_class, 0, WriteParams(write_mode="raw"), None, tiny.BASE_RESOLUTION,
+            workers=2, quiet=True, log=lambda s: None)
+    return base
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

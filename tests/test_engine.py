@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_data
 from torch import nn
 
 from data_prep import tiny
-from data_prep.write import WriteParams, prepare
 from repro.arch import ArchConfig
 from repro.config import ConfigError
 from repro.method import REGISTRY, Constraint, Method, get_method, register
@@ -118,11 +118,7 @@ def test_registry_refuses_duplicates_and_unknown_names():
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    base = tmp_path_factory.mktemp("engine-data")
-    tiny.write_imagefolder(base / "imagefolder", seed=2, train_per_class=6, val_per_class=2, quiet=True)
-    prepare(base / "imagefolder", base, 2, 0, WriteParams(write_mode="raw"), None, tiny.BASE_RESOLUTION,
-            workers=2, quiet=True, log=lambda s: None)
-    return base
+    return make_tiny_data(tmp_path_factory.mktemp("engine-data"), seed=2, train_per_class=6, per_class=2)
 
 
 RECIPE = TrainConfig(epochs=2, batch_size=16, lr=0.05, lr_reference_batch=16, warmup_epochs=0.5,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_data
 
 from repro.cost.budget import Budget, make_budget
 from repro.method import Constraint, get_method
@@ -216,14 +217,7 @@ def test_method_is_registered_with_three_variants_and_typed_settings():
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from data_prep import tiny
-    from data_prep.write import WriteParams, prepare
-
-    base = tmp_path_factory.mktemp("search-data")
-    tiny.write_imagefolder(base / "imagefolder", seed=3, train_per_class=8, val_per_class=2, quiet=True)
-    prepare(base / "imagefolder", base, 3, 0, WriteParams(write_mode="raw"), None, tiny.BASE_RESOLUTION,
-            workers=2, quiet=True, log=lambda s: None)
-    return base
+    return make_tiny_data(tmp_path_factory.mktemp("search-data"), seed=3, train_per_class=8, per_class=3)
 
 
 def test_a_proposed_cell_searches_logs_its_trajectory_and_retrains(tiny_data, tmp_path):

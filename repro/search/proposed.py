@@ -126,9 +126,10 @@ def _cycle(loader, skip: int = 0):
     """The loader's batches, epoch after epoch (each epoch's order from (seed, epoch)), after the first
     ``skip`` (a resumed run continues where the interrupted one stopped)."""
     first_epoch, offset = divmod(skip, len(loader))
+    from repro.train.trainer import epoch_batches
+
     for epoch in itertools.count(first_epoch):
-        loader.next_epoch = epoch
-        for i, batch in enumerate(loader):
+        for i, batch in enumerate(epoch_batches(loader, epoch)):
             if epoch == first_epoch and i < offset:
                 continue
             yield batch
@@ -173,17 +174,17 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
     from repro.data import Normalize, make_loader
     from repro.distributed import barrier, is_main, world_size
     from repro.models.supernet import SuperNet
-    from repro.train.loop import param_groups
     from repro.train.trainer import (
-        amp_dtype,
         build_scheduler,
         data_resolution,
+        load_state,
+        make_optimizer,
+        make_precision,
         resolve_device,
-        rng_state,
-        save_checkpoint,
+        save_state,
         seed_everything,
-        set_rng_state,
         use_channels_last,
+        wrap_ddp,
     )
 
     device = ctx.device or resolve_device()
@@ -194,10 +195,8 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
     if channels_last:  # about 2x faster on this CPU too (MobileNet V1, 2 threads)
         supernet = supernet.to(memory_format=torch.channels_last)
     world = world_size()
-    train_model: nn.Module = supernet
-    if world > 1:  # blocks beyond a sampled depth get no gradient: let DDP look for them
-        train_model = nn.parallel.DistributedDataParallel(
-            supernet, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    # blocks beyond a sampled depth get no gradient: let DDP look for them
+    train_model = wrap_ddp(supernet, device, find_unused_parameters=True)
     base = data.base_resolution
     decode_at = max(base, data_resolution(cfg.space.max_resolution, base))
     train_loader, plan = make_loader(data.folder / "train.beton", train=True, batch_size=recipe.batch_size,
@@ -216,26 +215,19 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
     total = max(1, round(cfg.epochs_fraction * recipe.epochs * len(train_loader)))
     # the recipe's schedule stretched over the joint run: warm-up in proportion, then its decay
     schedule = dataclasses.replace(recipe, epochs=total, warmup_epochs=recipe.warmup_epochs / recipe.epochs * total)
-    optimizer = torch.optim.SGD(param_groups(supernet, recipe.weight_decay),
-                                lr=recipe.scaled_lr(recipe.batch_size * world), momentum=recipe.momentum,
-                                nesterov=recipe.nesterov)
+    optimizer = make_optimizer(supernet, recipe, world)
     scheduler = build_scheduler(optimizer, schedule, 1)
-    dtype = amp_dtype(recipe.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    dtype, scaler = make_precision(recipe, device)
+    parts = {"supernet": supernet, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     normalize = Normalize(channels_last=channels_last).to(device)
     main = is_main()
     ckpt, state = folder / CHECKPOINT, None
     if ckpt.is_file():
-        saved = torch.load(ckpt, map_location=device, weights_only=False)
+        saved = load_state(ckpt, device, parts)
         if (saved.get("world"), saved.get("total")) != (world, total):
             raise ValueError(f"{ckpt} was written by a run of {saved.get('total')} weight steps on "
                              f"{saved.get('world')} process(es); this one has {total} on {world}: resume with the "
                              f"same process count, or delete the checkpoint to start the search again")
-        supernet.load_state_dict(saved["supernet"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        set_rng_state(saved["rng"])
         state = saved["joint"]
         if main:
             ctx.log(f"resumed the search from {ckpt} at weight step {state.next_step} of {total}")
@@ -250,9 +242,8 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
     def save(st) -> None:
         if main:
             folder.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(ckpt, supernet=supernet.state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rng_state(), joint=st,
-                            world=world, total=total, seconds=earlier + time.perf_counter() - start)
+            save_state(ckpt, parts, joint=st, world=world, total=total,
+                       seconds=earlier + time.perf_counter() - start)
         barrier()
         if stop_after is not None and st.next_step >= stop_after:
             raise SearchInterrupted(f"stopped after {st.next_step} weight steps (checkpoint {ckpt})")

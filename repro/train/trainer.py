@@ -131,6 +131,40 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+def wrap_ddp(model: nn.Module, device: torch.device, find_unused_parameters: bool = False) -> nn.Module:
+    """``model`` in DDP when running under torchrun with more than one process, else itself."""
+    if world_size() == 1:
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                               find_unused_parameters=find_unused_parameters)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, world: int) -> torch.optim.Optimizer:
+    """The recipe's SGD, its learning rate scaled to the global batch, no decay on BN and biases."""
+    return torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.scaled_lr(cfg.batch_size * world),
+                           momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+def make_precision(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """The autocast dtype of the recipe on ``device`` and the grad scaler it needs (enabled for fp16)."""
+    dtype = amp_dtype(cfg.amp, device)
+    return dtype, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+def save_state(path: Path, parts: dict[str, Any], **extra: Any) -> None:
+    """A checkpoint of ``parts`` (name -> object with ``state_dict``), the RNG states and ``extra``."""
+    save_checkpoint(path, **{name: part.state_dict() for name, part in parts.items()}, rng=rng_state(), **extra)
+
+
+def load_state(path: Path, device: torch.device, parts: dict[str, Any]) -> dict[str, Any]:
+    """Restore a ``save_state`` checkpoint into ``parts`` and the RNG states; return the whole checkpoint."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    set_rng_state(state["rng"])
+    return state
+
+
 def save_checkpoint(path: Path, **state: Any) -> None:
     import io
 
@@ -159,10 +193,7 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_model: nn.Module = model
-    if world > 1:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_model = wrap_ddp(model, device)
     train_loader, plan = make_loader(data.train_beton, train=True, batch_size=cfg.batch_size,
                                      resolution=decode_at, indices=data.train_indices, seed=seed,
                                      num_workers=data.workers, crop_scale=cfg.crop_scale, reuse=True)
@@ -172,24 +203,18 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
     if rank == 0:
         how = f"decoded at {decode_at}px and resized" if resize else "decoded at that size"
         log(f"training at {resolution}px ({how}) on {device} x{world}: {plan.reason}")
-    optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.scaled_lr(cfg.batch_size * world),
-                                momentum=cfg.momentum, nesterov=cfg.nesterov)
+    optimizer = make_optimizer(model, cfg, world)
     steps_per_epoch = len(train_loader)
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-    dtype = amp_dtype(cfg.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    dtype, scaler = make_precision(cfg, device)
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     normalize = Normalize(channels_last=channels_last).to(device)
 
     start_epoch = start_step = 0
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT
     resumed = None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        state = load_state(ckpt, device, parts)
         start_epoch, start_step = state["epoch"], state["step"]
         resumed = {"epoch": start_epoch, "step": start_step}
         if rank == 0:
@@ -198,9 +223,7 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
     def checkpoint(epoch: int, step: int) -> None:
         if ckpt is not None and rank == 0:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(ckpt, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), rng=rng_state(),
-                            epoch=epoch, step=step)
+            save_state(ckpt, parts, epoch=epoch, step=step)
         barrier()
 
     start = time.perf_counter()
@@ -211,7 +234,7 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
         train_model.train()
         skip = start_step if epoch == start_epoch else 0
         epoch_loss, epoch_images = 0.0, 0
-        for step, (x, y) in enumerate(_epoch_batches(train_loader, epoch)):
+        for step, (x, y) in enumerate(epoch_batches(train_loader, epoch)):
             if step < skip:
                 continue
             x = normalize(x) if resize is None else resize_batch(normalize(x), resize)
@@ -255,7 +278,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
     return loss.detach()
 
 
-def _epoch_batches(loader, epoch: int):
+def epoch_batches(loader, epoch: int):
     """The loader's batches for ``epoch``: FFCV draws an epoch's order from (seed, epoch)."""
     loader.next_epoch = epoch
     return iter(loader)
