@@ -78,6 +78,8 @@ class LinearSpace:
     def __init__(self, dim: int):
         self.dim, self.lower, self.upper = dim, np.zeros(dim), np.ones(dim)
         self.names = [f"x{i}" for i in range(dim)]
+        self.grid_step = np.zeros(dim)  # no rounding
+        self.held = np.zeros(dim, dtype=bool)
 
     def clip(self, v):
         return np.clip(np.asarray(v, dtype=float), 0, 1)
@@ -130,6 +132,33 @@ def test_every_scored_vector_meets_the_constraint_on_a_real_space():
     assert all(budget.fits(a) for a in problem.trained)  # the weight steps' samples too
     assert budget.fits(out.arch) and out.arch != space.decode(out.start)
     assert [e["step"] for e in out.trajectory] == list(range(1, 13))
+
+
+class FewerBlocks:
+    """A loss of the decoded architecture that falls by one per block removed: only rounding steps count."""
+
+    def weight_step(self, arch, step):
+        return 0.0
+
+    def score(self, vectors, archs, step):
+        return [float(sum(a.depths)) for a in archs]
+
+
+@pytest.mark.parametrize("floor_steps, coarse_power, most_blocks", [(0.0, 0.0, 17), (0.5, 1.0, 14)])
+def test_depth_moves_once_sigma_and_steps_fit_its_rounding(floor_steps, coarse_power, most_blocks):
+    """A loss that wants fewer blocks, under a budget the search fills. At sigma 0.05 a depth coordinate's
+    perturbations from 1.0 almost never reach the next block (0.875 of a four-block stage), and the widths'
+    noisier estimates take up max_step: the blocks stay (the defect measured on Table 2's depth cells). A
+    sigma floor of half a rounding step and steps scaled to it remove blocks."""
+    space = SearchSpace("mobilenet_v2", "channel+input+depth")
+    budget = make_budget("flops", 300e6, "mobilenet_v2")
+    cfg = JointConfig(hyper_every=1, hyper_start=0.0, nes=NESConfig(floor_steps=floor_steps),
+                      hyper=HyperConfig(coarse_power=coarse_power))
+    out = joint_search(space, budget, cfg, 20, FewerBlocks(), seed=0, start=space.upper)
+    assert sum(space.decode(space.upper).depths) == 17
+    blocks = sum(out.arch.depths)
+    assert blocks <= most_blocks and (blocks >= 16 if floor_steps == 0 else True)
+    assert budget.fits(out.arch) and max(out.scored_costs) <= 300e6
 
 
 def test_hyperparameter_steps_start_after_the_warm_up_share():
@@ -333,5 +362,6 @@ def test_cell_keys_hold_the_methods_resolved_settings_only():
     assert changed[0] != base[0] and changed[1] == base[1]  # only the proposed cells change
     # settings left out resolve to the code's defaults: the same key as writing the defaults out
     stated = keys("methods.proposed.joint.nes={}")
-    written = keys("methods.proposed.joint.nes={pairs: 4, sigma: 0.05, sigma_min: 0.01, sigma_max: 0.2, sigma_lr: 0.1}")
+    written = keys("methods.proposed.joint.nes={pairs: 4, sigma: 0.05, sigma_min: 0.01, sigma_max: 0.2, "
+                   "sigma_lr: 0.1, floor_steps: 0.5}")
     assert stated == written

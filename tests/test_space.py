@@ -85,6 +85,7 @@ def test_projection_of_a_linear_cost_is_euclidean():
     class Linear:
         family, variant, dim = "toy", "toy", 3
         lower, upper = np.zeros(3), np.ones(3)
+        held = np.zeros(3, dtype=bool)
 
         def clip(self, v):
             return np.clip(v, 0, 1)
@@ -132,3 +133,20 @@ def test_fill_moves_vectors_onto_the_budgets_boundary():
     small = space.uniform(0.3)  # 25.6M
     assert budget.ratio(space.decode(project(space, budget, small))) < 0.2  # without fill: left alone
     assert budget.ratio(space.decode(project(space, budget, small, fill=0.97))) >= 0.97
+
+
+def test_projection_holds_depths_while_widths_can_meet_the_budget():
+    """Depth moves only through search steps (see ``project``): widths and resolution absorb the budget."""
+    space = SearchSpace("mobilenet_v2", "channel+input+depth")
+    budget = make_budget("flops", 150e6, "mobilenet_v2")
+    held = space.held
+    assert held.sum() == 5 and not held[:-5].any()
+    for v in _random_vectors(space, 20):
+        for fill in (0.0, 0.97):
+            p = project(space, budget, v, fill=fill)
+            assert budget.fits(space.decode(p))
+            np.testing.assert_array_equal(p[held], space.clip(v)[held])
+    # when widths and resolution at their least cannot meet it, the depths give way
+    tight = make_budget("flops", budget.cost(space.decode(space.lower)) * 1.01, "mobilenet_v2")
+    p = project(space, tight, space.upper)
+    assert tight.fits(space.decode(p)) and (p[held] < 1).any()

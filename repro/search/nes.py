@@ -15,6 +15,14 @@ The scale adapts as in separable NES (Schaul et al., 2011): the natural gradient
 (here divided by the spread of the scores, so the rule does not depend on the loss's unit). Where larger
 perturbations of a coordinate cost loss (curvature, near an optimum) its scale shrinks; where they gain,
 it grows; it stays within ``[sigma_min, sigma_max]``.
+
+The mapping to an architecture rounds (widths to multiples of 8, depth to whole blocks), so a coordinate's
+perturbation changes the network only once it crosses a rounding step: a depth coordinate of a four-block
+stage moves in steps of 0.25, the width of a 16-channel layer in steps of 0.5. Below about half a step the
+perturbed networks are (almost) all the centre's, the scored differences are zero and the coordinate never
+moves (measured: at sigma 0.05 every depth search of Table 2 on the smoke profile kept the maximum depths).
+So each coordinate's scale is also held at or above ``floor_steps`` of its own rounding step
+(``sigma_bounds``); for wide layers and the resolution the step is small and ``sigma_min`` rules.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ class NESConfig:
     sigma_min: float = 0.01
     sigma_max: float = 0.2
     sigma_lr: float = 0.1  # learning rate of log(sigma); 0 keeps sigma fixed
+    # each coordinate's sigma is at least this many of its own rounding steps (see the module docstring);
+    # 0 leaves only sigma_min
+    floor_steps: float = 0.5
 
     def __post_init__(self) -> None:
         if self.pairs < 1:
@@ -40,6 +51,15 @@ class NESConfig:
                              f"[{self.sigma_min}, {self.sigma_max}], all positive")
         if self.sigma_lr < 0:
             raise ValueError(f"nes.sigma_lr={self.sigma_lr} must not be negative")
+        if self.floor_steps < 0:
+            raise ValueError(f"nes.floor_steps={self.floor_steps} must not be negative")
+
+
+def sigma_bounds(cfg: NESConfig, grid_step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coordinate ``(low, high)`` of sigma: ``low = max(sigma_min, floor_steps * grid_step)``,
+    ``high = max(sigma_max, low)``; ``grid_step`` is the vector change of one rounding step per coordinate."""
+    low = np.maximum(cfg.sigma_min, cfg.floor_steps * np.asarray(grid_step, dtype=np.float64))
+    return low, np.maximum(cfg.sigma_max, low)
 
 
 def antithetic_gradient(z: np.ndarray, loss_plus: np.ndarray, loss_minus: np.ndarray,
@@ -51,8 +71,11 @@ def antithetic_gradient(z: np.ndarray, loss_plus: np.ndarray, loss_minus: np.nda
 
 
 def adapt_sigma(sigma: np.ndarray, z: np.ndarray, loss_plus: np.ndarray, loss_minus: np.ndarray,
-                loss_centre: float, cfg: NESConfig) -> np.ndarray:
-    """One separable-NES update of the per-coordinate scale (see the module docstring)."""
+                loss_centre: float, cfg: NESConfig,
+                bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """One separable-NES update of the per-coordinate scale (see the module docstring), kept within
+    ``bounds`` (``sigma_bounds``; default ``[sigma_min, sigma_max]``)."""
+    low, high = (cfg.sigma_min, cfg.sigma_max) if bounds is None else bounds
     if cfg.sigma_lr == 0:
         return np.asarray(sigma, dtype=np.float64)
     lp, lm = np.asarray(loss_plus, dtype=np.float64), np.asarray(loss_minus, dtype=np.float64)
@@ -61,4 +84,4 @@ def adapt_sigma(sigma: np.ndarray, z: np.ndarray, loss_plus: np.ndarray, loss_mi
     if spread <= 0:
         return np.asarray(sigma, dtype=np.float64)
     grad_log_sigma = (u[:, None] * (np.asarray(z) ** 2 - 1)).mean(axis=0) / spread
-    return np.clip(sigma * np.exp(-cfg.sigma_lr / 2 * grad_log_sigma), cfg.sigma_min, cfg.sigma_max)
+    return np.clip(sigma * np.exp(-cfg.sigma_lr / 2 * grad_log_sigma), low, high)
