@@ -162,6 +162,44 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _latency_table(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Pre-fill this machine's latency table: the uniform networks over a grid of widths and resolutions and
+    ``--random`` architectures of the space, per family; missing layers are measured, present ones kept."""
+    from pathlib import Path
+
+    from repro.cost.latency import (
+        LATENCY_DEVICE,
+        LatencyTable,
+        device_available,
+        grid_archs,
+        layer_keys,
+        random_archs,
+        timed_fill,
+    )
+    from repro.profiles import load_profile
+
+    profile = load_profile(args.profile, overrides)
+    kind = {v: k for k, v in LATENCY_DEVICE.items()}[args.device]
+    settings = profile.latency.settings_for(kind)
+    if not device_available(settings.device):
+        print(f"no {args.device} device here: the table must be built on the device it describes", file=sys.stderr)
+        return 2
+    root = Path(args.out or profile.latency.tables)
+    table = LatencyTable.open(settings, root)
+    path = root / f"{table.to_dict()['device_id']}.json"
+    print(f"latency table {path} ({len(table.entries)} layers already); settings {settings.resolved()}")
+    ratios = [round(0.25 + 0.125 * i, 3) for i in range(7)]
+    resolutions = list(range(96, 225, 32))
+    for family in args.family or ["mobilenet_v1", "mobilenet_v2"]:
+        archs = grid_archs(family, ratios, resolutions) + random_archs(family, args.random, seed=args.seed)
+        n, seconds = timed_fill(table, [k for a in archs for k in layer_keys(a)], progress=not args.quiet)
+        table.save(path)
+        print(f"{family}: {n} layers measured in {seconds:.1f} s ({len(archs)} networks: {len(ratios)} widths x "
+              f"{len(resolutions)} resolutions and {args.random} random)")
+    print(f"{path}: {len(table.entries)} layers, {table.build_seconds:.1f} s of measuring in all")
+    return 0
+
+
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="smoke", help="smoke | imagenet | a profile .yaml (default smoke)")
     p.add_argument("--results", help="where records go (default results/<profile>)")
@@ -200,6 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     _add_profile_args(c)
     c.set_defaults(func=_run_cell)
+
+    lt = sub.add_parser("latency-table", help="build this machine's CPU or GPU latency table (per-layer lookup)")
+    lt.add_argument("--device", required=True, choices=("cpu", "cuda"))
+    lt.add_argument("--family", action="append", choices=FAMILIES,
+                    help="families to pre-fill (repeat; default mobilenet_v1 and mobilenet_v2)")
+    lt.add_argument("--random", type=int, default=20, help="random architectures of the space per family")
+    lt.add_argument("--seed", type=int, default=0)
+    lt.add_argument("--out", help="table folder (default: the profile's latency.tables)")
+    lt.add_argument("--profile", default="smoke", help="the profile whose latency settings apply")
+    lt.add_argument("--quiet", action="store_true", help="no progress bars")
+    lt.set_defaults(func=_latency_table)
 
     e = sub.add_parser("eval", help="top-1/top-5 of an architecture and its weights")
     e.add_argument("--arch", required=True, help="ArchConfig JSON")

@@ -121,6 +121,10 @@ def cell_key(method: str, variant: str, family: str, constraint: Constraint, pro
     settings = to_mapping(profile)
     # where the data lies and how many loader workers read it do not change a result
     settings["data"] = {k: v for k, v in settings["data"].items() if k not in ("path", "workers")}
+    # how latency is measured changes latency cells only (and where the tables lie, none)
+    settings.pop("latency", None)
+    if constraint.kind != "flops":
+        settings["latency"] = profile.latency.settings_for(constraint.kind).resolved()
     # a method's settings change its own cells only, resolved (defaults included) when the method is built
     from repro.method import REGISTRY, load_methods
 
@@ -142,13 +146,21 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
         return existing, False
     method = get_method(method_name)
     method.check(variant)
+    table = None
+    if constraint.kind != "flops":  # NotRunHere on a machine without the device
+        from repro.cost.latency import open_table
+
+        table = open_table(profile.latency, constraint.kind)
     ctx = Context(profile, seed, data, Path(results), device, log, quiet)
     start = time.perf_counter()
     found = method.search(family, variant, constraint, ctx)
     search_seconds = time.perf_counter() - start
+    if table is not None:
+        _save_table(profile, table, log)
     retrain = retrain_arch(found.arch, method.retrain, found.weights, profile, seed, data, Path(results), device,
                            log)
     arch = found.arch.with_imagenet_geometry()
+    latency = None if table is None else _measure_latency(arch, constraint, profile, table, log)
     record = RunRecord(
         key=key, kind="cell", method=method_name, variant=variant, family=family,
         constraint=constraint.to_dict(), arch=arch.to_dict(), profile=profile.name,
@@ -157,12 +169,37 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
         top1=retrain.top1, top5=retrain.top5, epochs=retrain.epochs, search_seconds=search_seconds,
         retrain_seconds=retrain.retrain_seconds, retrain_protocol=method.retrain,
         artifacts={"retrain": retrain.key}, environment=environment(), created=now(),
-        extra={"search": found.info},
+        extra={"search": found.info}, latency=latency,
     )
     if is_main():
         write_record(records, record)
     barrier()
     return record, True
+
+
+def _save_table(profile: Profile, table: Any, log: Callable[[str], None]) -> None:
+    from repro.cost.latency import table_path
+
+    if is_main():
+        path = table_path(profile.latency, table)
+        table.save(path)
+        log(f"latency table {path}: {len(table.entries)} layers, {table.build_seconds:.0f} s of measuring in all")
+
+
+def _measure_latency(arch: ArchConfig, constraint: Constraint, profile: Profile, table: Any,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+    """The found network and the column's reference, measured alternately in this process on the column's
+    device; with the table's predictions of both. Every rank measures (the numbers rank 0 writes)."""
+    from repro.cost.latency import compare_latency, device_id, reference_arch
+
+    reference = reference_arch(arch.family, constraint.limit)
+    out = compare_latency(arch, reference, table.settings)
+    out.update(predicted_ms=table.predict(arch), reference_predicted_ms=table.predict(reference),
+               table=device_id(table.settings))
+    _save_table(profile, table, log)
+    log(f"latency on {out['device']}: {out['ms']:.3f} ms against the reference's {out['reference_ms']:.3f} ms "
+        f"(ratio {out['ratio']:.3f}; predicted {out['predicted_ms']:.3f} / {out['reference_predicted_ms']:.3f} ms)")
+    return out
 
 
 def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile: Profile, seed: int,

@@ -211,15 +211,16 @@ def largest_uniform(space: SearchSpace, budget: Budget, tol: float = 1e-4) -> np
 
 def cost_direction(space: SearchSpace, budget: Budget, v: np.ndarray, h: float = 0.05) -> np.ndarray:
     """A non-negative estimate of the cost's gradient at ``v`` (central differences of step ``h`` on the
-    rounded architectures), scaled to a largest entry of 1. Zero entries are coordinates that do not change
-    the cost at this scale."""
+    rounded architectures, of ``budget.direction_cost`` where the budget has one), scaled to a largest
+    entry of 1. Zero entries are coordinates that do not change the cost at this scale."""
     v = space.clip(v)
+    cost = budget.direction_cost or budget.cost
     d = np.zeros(space.dim)
     for i in range(space.dim):
         up, down = v.copy(), v.copy()
         up[i] += h
         down[i] -= h
-        d[i] = budget.cost(space.decode(up)) - budget.cost(space.decode(down))
+        d[i] = cost(space.decode(up)) - cost(space.decode(down))
     d = np.maximum(d, 0.0)
     top = d.max()
     return d / top if top > 0 else d

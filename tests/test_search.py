@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import make_tiny_data
 
+from repro.arch import ArchConfig
 from repro.cost.budget import Budget, make_budget
 from repro.method import Constraint, get_method
 from repro.profiles import load_profile
@@ -274,14 +275,35 @@ def test_a_proposed_cell_searches_logs_its_trajectory_and_retrains(tiny_data, tm
     assert not again
 
 
-def test_latency_constraints_wait_for_the_predictor():
-    class Ctx:
-        profile = load_profile("smoke")
+def test_a_latency_cell_searches_under_the_predictor_and_measures_against_the_reference(tiny_data, tmp_path):
+    """Table 2's CPU sub-table through the same pipeline: the search's budget is the table's prediction of the
+    uniform Channel reference at the column's width; the record holds both networks measured in this run."""
+    from repro.cost.latency import reference_arch
+    from repro.pipeline import prepare_data, run_cell
 
-    with pytest.raises(ValueError, match="latency predictor"):
-        get_method("proposed").search("mobilenet_v1", "channel", Constraint("gpu_latency", 0.5), ctx=Ctx())
-
-
+    quick = ["latency.cpu.repeats=3", "latency.cpu.warmup=1", "latency.cpu.max_cv=10", f"latency.tables={tmp_path}"]
+    profile = load_profile("smoke", [f"data.path={tiny_data}", "train.epochs=2", "train.batch_size=16",
+                                     "train.lr_reference_batch=16", "methods.proposed.score_batch_size=16",
+                                     "methods.proposed.epochs_fraction=1.0", *quick])
+    data = prepare_data(profile, log=lambda s: None)
+    limit = Constraint("cpu_latency", 0.5)
+    record, ran = run_cell("proposed", "channel+input", "mobilenet_v1", limit, profile, 0, data, tmp_path,
+                           log=lambda s: None, quiet=True)
+    lat = record.latency
+    assert ran and lat["kind"] == "cpu" and lat["batch_size"] == 1 and lat["settings"]["repeats"] == 3
+    assert lat["ratio"] == pytest.approx(lat["ms"] / lat["reference_ms"])
+    assert lat["predicted_ms"] <= lat["reference_predicted_ms"]  # the constraint the search met
+    info = record.extra["search"]
+    assert info["unit"] == "ms" and info["limit"] == pytest.approx(lat["reference_predicted_ms"])
+    assert info["max_scored_cost"] <= info["limit"]
+    assert ArchConfig.from_dict(lat["reference_arch"]) == reference_arch("mobilenet_v1", 0.5)
+    table = json.loads(next(tmp_path.glob("cpu-*.json")).read_text())
+    assert table["device_id"] == lat["table"] and len(table["entries"]) > 0
+    # the uniform row of the column is the reference itself
+    uniform, _ = run_cell("uniform", "channel", "mobilenet_v1", limit, profile, 0, data, tmp_path,
+                          log=lambda s: None, quiet=True)
+    assert uniform.latency["predicted_ms"] == uniform.latency["reference_predicted_ms"]
+    assert uniform.arch == lat["reference_arch"]
 
 
 def test_joint_state_resumes_exactly():

@@ -121,7 +121,7 @@ def test_infeasible_limit_and_bad_settings_are_named():
         SpaceConfig(min_width_ratio=0)
     with pytest.raises(ValueError, match="variant='depth'"):
         SearchSpace("mobilenet_v1", "depth")
-    with pytest.raises(ValueError, match="latency predictor"):
+    with pytest.raises(RuntimeError, match="no latency table is active for cuda"):
         make_budget("gpu_latency", 0.5, "mobilenet_v1")
 
 

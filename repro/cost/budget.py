@@ -2,9 +2,9 @@
 
 ``make_budget(kind, limit, family)`` is the one place where a constraint kind becomes a cost function.
 ``flops`` counts exact conv + linear MACs at ImageNet geometry (``repro.cost.flops.count_macs``, the
-analytic counter: tens of thousands of architectures a second). Latency kinds are a hook: the latency
-issue registers a predictor with ``register_cost_model`` (a factory ``(limit, family) -> Budget`` that turns
-the reference width multiplier into milliseconds on the device); until then they raise a clear error.
+analytic counter: tens of thousands of architectures a second). ``cpu_latency`` / ``gpu_latency`` turn the
+reference width multiplier into milliseconds with the device's latency table (``repro.cost.latency``; the
+pipeline opens and activates it). ``register_cost_model`` plugs in another model for a kind.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ class Budget:
     cost: Callable[[ArchConfig], float]
     limit: float
     unit: str = "MACs"
+    # a cheaper cost with the same trend, for estimating the cost's direction (repro.space.cost_direction)
+    # where each new architecture of ``cost`` is expensive (latency: new layers are measured); None: ``cost``
+    direction_cost: Callable[[ArchConfig], float] | None = None
 
     def fits(self, arch: ArchConfig) -> bool:
         return self.cost(arch) <= self.limit
@@ -36,12 +39,24 @@ def flops_budget(limit: float, family: str | None = None) -> Budget:
     return Budget(lambda arch: float(count_macs(arch.with_imagenet_geometry())), float(limit), "MACs")
 
 
-COST_MODELS: dict[str, Callable[[float, str], Budget]] = {"flops": flops_budget}
+def _latency_model(device: str) -> Callable[[float, str], Budget]:
+    def factory(limit: float, family: str) -> Budget:
+        from repro.cost.latency import latency_budget
+
+        return latency_budget(device, limit, family)
+
+    factory.__qualname__ = f"latency_budget[{device}]"
+    return factory
+
+
+# latency kinds: ``limit`` is the reference's width multiplier; the cost is the active table's prediction (ms)
+COST_MODELS: dict[str, Callable[[float, str], Budget]] = {
+    "flops": flops_budget, "cpu_latency": _latency_model("cpu"), "gpu_latency": _latency_model("cuda")}
 
 
 def register_cost_model(kind: str, factory: Callable[[float, str], Budget], replace: bool = False) -> None:
-    """Plug in a cost model for a constraint kind (the latency predictor does this); a second model for the
-    same kind is refused unless ``replace``."""
+    """Plug in a cost model for a constraint kind; a second model for the same kind is refused unless
+    ``replace``."""
     if kind in COST_MODELS and COST_MODELS[kind] is not factory and not replace:
         raise ValueError(f"a cost model for {kind!r} is registered already ({COST_MODELS[kind].__module__}."
                          f"{COST_MODELS[kind].__qualname__}); pass replace=True to swap it")
@@ -50,6 +65,6 @@ def register_cost_model(kind: str, factory: Callable[[float, str], Budget], repl
 
 def make_budget(kind: str, limit: float, family: str) -> Budget:
     if kind not in COST_MODELS:
-        raise ValueError(f"no cost model for constraint kind {kind!r} yet: latency constraints need the latency "
-                         f"predictor (repro.cost.budget.register_cost_model); available: {', '.join(COST_MODELS)}")
+        raise ValueError(f"no cost model for constraint kind {kind!r} (repro.cost.budget.register_cost_model); "
+                         f"available: {', '.join(COST_MODELS)}")
     return COST_MODELS[kind](limit, family)

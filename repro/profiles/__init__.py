@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 
 from repro.config import ConfigError, apply_overrides, from_mapping
+from repro.cost.latency import LatencyConfig
 
 PROFILE_DIR = Path(__file__).parent
 
@@ -87,6 +88,8 @@ class Profile:
     # per-method settings (search budgets, populations, ...), typed by each method when it runs
     methods: dict[str, Any] = field(default_factory=dict)
     sources: tuple[str, ...] = ()  # where the recipe's numbers come from
+    # how latency is measured per device and where the per-device tables live (repro.cost.latency)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
 
     def __post_init__(self) -> None:
         from repro.arch import FAMILIES

@@ -1,0 +1,677 @@
+"""Latency: measured the same way every time, and predicted from a per-device table of layer latencies.
+
+**Measurement** (``measure_arch``, ``measure_module``). A network in ``eval`` mode under
+``torch.inference_mode``, a fixed input of ``batch_size`` images at the architecture's resolution (ImageNet
+geometry: 1000 classes), ``warmup`` untimed calls, then ``repeats`` timed calls:
+
+* CUDA: ``cudnn.benchmark`` on, one pair of CUDA events around each call, one synchronize at the end;
+  ``channels_last`` and ``dtype`` as set (both recorded).
+* CPU: ``torch.set_num_threads(threads)`` for the duration (restored afterwards), ``time.perf_counter``
+  around each call, batch 1 by default.
+
+A ``Measurement`` holds the median in milliseconds, the coefficient of variation (standard deviation /
+mean) of the samples and everything that affects the number: device name, batch size, dtype, memory format,
+threads, warm-up, repetitions, torch / CUDA / cuDNN versions. A measurement whose CV is above ``max_cv`` is
+refused (``UnstableMeasurement``) unless ``allow_unstable``: a busy machine gives numbers that do not repeat.
+
+**Prediction** (``LatencyTable``): an architecture is a sequence of *layers*: a convolution with its batch
+norm, an optional residual addition and its activation (``conv``), the stem's max-pool (``maxpool``), the
+pooled classifier (``head``), each keyed by every shape that changes its cost (channels in and out, kernel,
+stride, groups, input side, activation, addition). ``layer_keys(arch)`` lists them from the ArchConfig alone,
+in the order the network runs them (checked against the built network in the tests). The predicted latency is
+the sum of the layers' table entries, each the median latency of that layer alone measured as above (the
+lookup-table predictor of NetAdapt and once-for-all).
+
+The shapes a space can produce are too many to measure up front (MobileNet V1's last pointwise layer alone
+has 128 x 128 channel pairs at each of 17 resolutions), so the table is filled lazily: a missing entry is
+measured when an architecture first needs it and kept. ``python -m repro latency-table --device cpu|cuda``
+pre-fills the layers of the uniform networks over a grid of widths and resolutions plus random architectures
+of the space, and saves the table (with its build time) under ``results/latency/<device id>.json``. Under
+``torch.distributed`` rank 0 measures missing entries and broadcasts them, so every rank predicts alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro.arch import ArchConfig
+
+IMAGENET_CLASSES = 1000
+DEFAULT_BATCH = {"cpu": 1, "cuda": 256}
+
+# a layer: ("conv", cin, cout, kernel, stride, groups, side_in, act, add) | ("maxpool", c, side_in)
+# | ("head", c, side_in, classes); act is "relu", "relu6" or "none"; add is 1 when a residual is added
+LayerKey = tuple
+
+
+class UnstableMeasurement(RuntimeError):
+    """The samples of a measurement spread more than the settings allow."""
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How a latency is measured. ``batch_size`` None means 1 on CPU and 256 on CUDA (the paper does not
+    state its batch size). Measured on an H200 (docs/latency_evidence/): at batch 1 every MobileNet V1 from
+    0.25x to 1.0x takes 1.4-1.5 ms, the time of its kernel launches, so a latency limit would not constrain
+    widths; at 64, 1.49 / 1.52 / 2.23 / 2.75 ms at 0.25 / 0.5 / 0.75 / 1.0x, still launch-bound below 0.5x,
+    and the table's sum of single layers was off by 21% (median over 20 random networks: a layer alone pays
+    launch costs that a whole network overlaps); at 256, 2.84 / 5.06 / 7.43 / 9.61 ms and a median error of
+    6.4%."""
+
+    device: str = "cpu"  # cpu | cuda
+    batch_size: int | None = None
+    threads: int = 1  # CPU intra-op threads (ignored on CUDA)
+    warmup: int = 10
+    repeats: int = 30
+    dtype: str = "float32"  # float32 | float16 | bfloat16
+    channels_last: bool | None = None  # None: True on CUDA, False on CPU
+    max_cv: float = 0.15  # refuse a measurement whose coefficient of variation is above this
+    # a table entry (one layer) is timed with fewer calls: a search meets thousands of new layer shapes (a
+    # 2-epoch MobileNet V2 search on the test data met 5,705), and the table's error is judged on whole networks
+    layer_warmup: int = 2
+    layer_repeats: int = 5
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"latency device {self.device!r} must be 'cpu' or 'cuda'")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"latency batch_size={self.batch_size} must be at least 1")
+        if self.threads < 1 or self.warmup < 0 or self.repeats < 3:
+            raise ValueError(f"latency threads={self.threads} (>= 1), warmup={self.warmup} (>= 0), repeats="
+                             f"{self.repeats} (>= 3) out of range")
+        if self.dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(f"latency dtype {self.dtype!r} must be float32, float16 or bfloat16")
+        if self.max_cv <= 0:
+            raise ValueError(f"latency max_cv={self.max_cv} must be positive")
+        if self.layer_warmup < 0 or self.layer_repeats < 1:
+            raise ValueError(f"latency layer_warmup={self.layer_warmup} (>= 0) and layer_repeats="
+                             f"{self.layer_repeats} (>= 1) out of range")
+
+    @property
+    def batch(self) -> int:
+        return self.batch_size if self.batch_size is not None else DEFAULT_BATCH[self.device]
+
+    @property
+    def memory_format_channels_last(self) -> bool:
+        return self.channels_last if self.channels_last is not None else self.device == "cuda"
+
+    def resolved(self) -> dict[str, Any]:
+        """The settings with the device-dependent defaults filled in (what a record stores)."""
+        out = asdict(self)
+        out.update(batch_size=self.batch, channels_last=self.memory_format_channels_last)
+        if self.device == "cuda":
+            out.pop("threads")
+        return out
+
+
+@dataclass(frozen=True)
+class Measurement:
+    median_ms: float
+    cv: float
+    samples_ms: tuple[float, ...]
+    settings: dict[str, Any]
+    environment: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median_ms": self.median_ms, "cv": self.cv, "repeats": len(self.samples_ms),
+                "settings": self.settings, "environment": self.environment}
+
+
+def environment(settings: LatencySettings) -> dict[str, Any]:
+    """What the number depends on beyond the settings: device name and library versions."""
+    import torch
+
+    env: dict[str, Any] = {"torch": torch.__version__, "python": platform.python_version(),
+                           "machine": platform.machine()}
+    if settings.device == "cuda":
+        env.update(device_name=torch.cuda.get_device_name(), cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version())
+    else:
+        env.update(device_name=cpu_name(), threads=settings.threads, cpu_count=_cpu_count())
+    return env
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def device_id(settings: LatencySettings) -> str:
+    """A file-name-safe name of the device and the settings that change a latency (a table is only valid for
+    these): ``cpu-intel-xeon-...-b1-float32-t1``, ``cuda-nvidia-h100-...-b64-float32-cl``."""
+    name = environment(settings)["device_name"]
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+    layout = "cl" if settings.memory_format_channels_last else "nchw"
+    tail = f"t{settings.threads}" if settings.device == "cpu" else layout
+    return f"{settings.device}-{slug}-b{settings.batch}-{settings.dtype}-{tail}"
+
+
+# --- measurement -------------------------------------------------------------------------------------------
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def time_calls(fn: Callable[[], Any], settings: LatencySettings, warmup: int | None = None,
+               repeats: int | None = None) -> list[float]:
+    """``repeats`` timings (ms) of ``fn()`` after ``warmup`` calls (default: the settings'), per the
+    settings' device rules."""
+    import torch
+
+    warmup = settings.warmup if warmup is None else warmup
+    repeats = settings.repeats if repeats is None else repeats
+
+    with torch.inference_mode():
+        if settings.device == "cuda":
+            for _ in range(warmup):
+                fn()
+            torch.cuda.synchronize()
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                      for _ in range(repeats)]
+            for start, end in events:
+                start.record()
+                fn()
+                end.record()
+            torch.cuda.synchronize()
+            return [start.elapsed_time(end) for start, end in events]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(settings.threads)
+        try:
+            for _ in range(warmup):
+                fn()
+            samples = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                samples.append((time.perf_counter() - t0) * 1e3)
+            return samples
+        finally:
+            torch.set_num_threads(threads)
+
+
+def summarize(samples: Sequence[float], settings: LatencySettings, what: str,
+              allow_unstable: bool = False, env: dict[str, Any] | None = None) -> Measurement:
+    """The median and CV of ``samples``; refuses a spread above ``settings.max_cv`` unless allowed."""
+    mean = statistics.fmean(samples)
+    cv = statistics.pstdev(samples) / mean if mean > 0 else math.inf
+    if cv > settings.max_cv and not allow_unstable:
+        raise UnstableMeasurement(
+            f"latency of {what} spread too much: coefficient of variation {cv:.3f} > max_cv {settings.max_cv} "
+            f"over {len(samples)} runs (median {statistics.median(samples):.3f} ms). Measure on an idle machine, "
+            f"raise repeats, or raise max_cv (profile: latency.{settings.device}.max_cv) to keep it anyway")
+    return Measurement(float(statistics.median(samples)), float(cv), tuple(float(s) for s in samples),
+                       settings.resolved(), env if env is not None else environment(settings))
+
+
+def _prepare(module, inputs: Sequence[Any], settings: LatencySettings):
+    import torch
+
+    if settings.device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    device = torch.device(settings.device)
+    fmt = torch.channels_last if settings.memory_format_channels_last else torch.contiguous_format
+    module = module.eval().to(device=device, dtype=_dtype(settings.dtype), memory_format=fmt)
+    inputs = [x.to(device=device, dtype=_dtype(settings.dtype)).contiguous(memory_format=fmt) if x.dim() == 4
+              else x.to(device=device, dtype=_dtype(settings.dtype)) for x in inputs]
+    return module, inputs
+
+
+def measure_module(module, inputs: Sequence[Any], settings: LatencySettings, what: str = "a module",
+                   allow_unstable: bool = False, env: dict[str, Any] | None = None) -> Measurement:
+    """The latency of ``module(*inputs)`` (inputs are moved to the device, dtype and memory format)."""
+    module, inputs = _prepare(module, inputs, settings)
+    samples = time_calls(lambda: module(*inputs), settings)
+    return summarize(samples, settings, what, allow_unstable, env)
+
+
+def measure_arch(arch: ArchConfig, settings: LatencySettings, allow_unstable: bool = False) -> Measurement:
+    """The latency of the ImageNet network of ``arch`` (1000 classes) at its resolution."""
+    import torch
+
+    from repro.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch.replace(num_classes=IMAGENET_CLASSES))
+    x = torch.randn(settings.batch, 3, arch.resolution, arch.resolution)
+    return measure_module(model, [x], settings, _describe(arch), allow_unstable)
+
+
+def _describe(arch: ArchConfig) -> str:
+    from repro.cost.flops import count_macs, format_macs
+
+    return f"{arch.family} at {arch.resolution} px ({format_macs(count_macs(arch))} MACs)"
+
+
+# --- the layers of an architecture ----------------------------------------------------------------------
+
+
+def _down(side: int, stride: int) -> int:
+    return -(-side // stride)
+
+
+def layer_keys(arch: ArchConfig, num_classes: int = IMAGENET_CLASSES) -> tuple[LayerKey, ...]:
+    """The layers of the ImageNet network of ``arch`` in the order it runs them (see the module docstring)."""
+    return _LAYERS[arch.family](arch, arch.resolution, num_classes)
+
+
+def _conv(cin: int, cout: int, k: int, s: int, groups: int, side: int, act: str, add: bool = False) -> LayerKey:
+    return ("conv", cin, cout, k, s, groups, side, act, int(add))
+
+
+def _layers_mobilenet_v1(arch: ArchConfig, r: int, classes: int) -> tuple[LayerKey, ...]:
+    w = arch.widths
+    out = [_conv(3, w[0], 3, 2, 1, r, "relu6")]
+    side, cin = _down(r, 2), w[0]
+    for blk in arch.active_blocks():
+        cout = w[blk.slot("pw")]
+        out.append(_conv(cin, cin, 3, blk.stride, cin, side, "relu6"))
+        side = _down(side, blk.stride)
+        out.append(_conv(cin, cout, 1, 1, 1, side, "relu6"))
+        cin = cout
+    return (*out, ("head", cin, side, classes))
+
+
+def _layers_mobilenet_v2(arch: ArchConfig, r: int, classes: int) -> tuple[LayerKey, ...]:
+    w = arch.widths
+    out = [_conv(3, w[0], 3, 2, 1, r, "relu6")]
+    side, cin = _down(r, 2), w[0]
+    for blk in arch.active_blocks():
+        e = blk.slot("expand")
+        hidden = cin if e is None else w[e]
+        if e is not None:
+            out.append(_conv(cin, hidden, 1, 1, 1, side, "relu6"))
+        out.append(_conv(hidden, hidden, 3, blk.stride, hidden, side, "relu6"))
+        side = _down(side, blk.stride)
+        cout = w[blk.slot("project")]
+        out.append(_conv(hidden, cout, 1, 1, 1, side, "none", add=blk.index > 0))
+        cin = cout
+    out.append(_conv(cin, w[-1], 1, 1, 1, side, "relu6"))
+    return (*out, ("head", w[-1], side, classes))
+
+
+def _layers_resnet50(arch: ArchConfig, r: int, classes: int) -> tuple[LayerKey, ...]:
+    w = arch.widths
+    out = [_conv(3, w[0], 7, 2, 1, r, "relu"), ("maxpool", w[0], _down(r, 2))]
+    side, cin = _down(r, 4), w[0]
+    for blk in arch.active_blocks():
+        c1, c2, c3 = (w[blk.slot(role)] for role in ("conv1", "conv2", "conv3"))
+        ds = blk.slot("downsample")
+        if ds is not None:
+            out.append(_conv(cin, w[ds], 1, blk.stride, 1, side, "none"))
+        out.append(_conv(cin, c1, 1, 1, 1, side, "relu"))
+        out.append(_conv(c1, c2, 3, blk.stride, 1, side, "relu"))
+        side = _down(side, blk.stride)
+        out.append(_conv(c2, c3, 1, 1, 1, side, "relu", add=True))
+        cin = c3
+    return (*out, ("head", cin, side, classes))
+
+
+_LAYERS: dict[str, Callable[[ArchConfig, int, int], tuple[LayerKey, ...]]] = {
+    "mobilenet_v1": _layers_mobilenet_v1,
+    "mobilenet_v2": _layers_mobilenet_v2,
+    "resnet50": _layers_resnet50,
+}
+
+
+def key_text(key: LayerKey) -> str:
+    return ":".join(str(x) for x in key)
+
+
+def parse_key(text: str) -> LayerKey:
+    parts = text.split(":")
+    return tuple(p if not p.lstrip("-").isdigit() else int(p) for p in parts)
+
+
+def layer_module(key: LayerKey):
+    """A network of one layer and the inputs it runs on (batch 1; ``measure_layer`` scales the batch)."""
+    import torch
+    from torch import nn
+
+    class Conv(nn.Module):
+        def __init__(self, cin, cout, k, s, groups, act, add):
+            super().__init__()
+            self.conv = nn.Conv2d(cin, cout, k, s, (k - 1) // 2, groups=groups, bias=False)
+            self.bn = nn.BatchNorm2d(cout)
+            self.act = {"relu": nn.ReLU(inplace=True), "relu6": nn.ReLU6(inplace=True), "none": nn.Identity()}[act]
+            self.add = bool(add)
+
+        def forward(self, x, residual=None):
+            y = self.bn(self.conv(x))
+            return self.act(y + residual if self.add else y)
+
+    class Head(nn.Module):
+        def __init__(self, c, classes):
+            super().__init__()
+            self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(c, classes)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.pool(x), 1))
+
+    kind = key[0]
+    if kind == "conv":
+        _, cin, cout, k, s, groups, side, act, add = key
+        inputs = [torch.randn(1, cin, side, side)]
+        if add:
+            inputs.append(torch.randn(1, cout, _down(side, s), _down(side, s)))
+        return Conv(cin, cout, k, s, groups, act, add), inputs
+    if kind == "maxpool":
+        _, c, side = key
+        return nn.MaxPool2d(3, 2, 1), [torch.randn(1, c, side, side)]
+    if kind == "head":
+        _, c, side, classes = key
+        return Head(c, classes), [torch.randn(1, c, side, side)]
+    raise ValueError(f"unknown layer kind {kind!r} in latency key {key!r}")
+
+
+def measure_layer(key: LayerKey, settings: LatencySettings, env: dict[str, Any] | None = None) -> Measurement:
+    """One table entry: ``layer_repeats`` timed calls after ``layer_warmup``. Single layers are short
+    (microseconds on a GPU), so their spread is kept, not refused: the table's error is judged on whole
+    networks (``predictor_error``)."""
+    import torch
+
+    torch.manual_seed(0)
+    module, inputs = layer_module(key)
+    inputs = [x.expand(settings.batch, *x.shape[1:]).clone() for x in inputs]
+    module, inputs = _prepare(module, inputs, settings)
+    samples = time_calls(lambda: module(*inputs), settings, settings.layer_warmup, settings.layer_repeats)
+    return summarize(samples, settings, key_text(key), allow_unstable=True, env=env)
+
+
+# --- the predictor -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class LatencyTable:
+    """Per-layer latencies (ms) of one device and settings; ``predict(arch)`` is the sum over
+    ``layer_keys(arch)``. Missing entries are measured on the spot when ``measure_missing`` (this must run on
+    the device the table describes) and kept; ``save`` writes the table atomically."""
+
+    settings: LatencySettings
+    entries: dict[LayerKey, float] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    measure_missing: bool = True
+    build_seconds: float = 0.0  # time spent measuring entries, over the table's life
+    _cache: dict[ArchConfig, tuple[LayerKey, ...]] = field(default_factory=dict, repr=False)
+
+    def keys(self, arch: ArchConfig) -> tuple[LayerKey, ...]:
+        found = self._cache.get(arch)
+        if found is None:
+            found = layer_keys(arch)
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[arch] = found
+        return found
+
+    def predict(self, arch: ArchConfig) -> float:
+        """Predicted latency (ms) of ``arch``: exactly the sum of its layers' entries."""
+        keys = self.keys(arch)
+        try:
+            return math.fsum(self.entries[k] for k in keys)
+        except KeyError:
+            self.fill(keys)
+            return math.fsum(self.entries[k] for k in keys)
+
+    def missing(self, keys: Iterable[LayerKey]) -> list[LayerKey]:
+        return sorted({k for k in keys if k not in self.entries}, key=key_text)
+
+    def fill(self, keys: Iterable[LayerKey], progress: bool = False) -> int:
+        """Measure the entries of ``keys`` not in the table; returns how many were measured."""
+        todo = self.missing(keys)
+        if not todo:
+            return 0
+        if not self.measure_missing:
+            raise KeyError(f"the latency table of {device_id(self.settings)} lacks {len(todo)} layers "
+                           f"(first {key_text(todo[0])}) and measure_missing is off: build them with "
+                           f"`python -m repro latency-table --device {self.settings.device}` on that device")
+        self.entries.update(_measure_shared(todo, self.settings, self.environment, progress))
+        return len(todo)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device_id": device_id(self.settings), "settings": self.settings.resolved(),
+                "environment": self.environment, "build_seconds": round(self.build_seconds, 3),
+                "entries": dict(sorted((key_text(k), v) for k, v in self.entries.items()))}
+
+    def save(self, path: Path) -> None:
+        from repro.atomic import atomic_write_text
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path, settings: LatencySettings, measure_missing: bool = True) -> LatencyTable:
+        """The saved table at ``path``; refuses one measured with other settings."""
+        data = json.loads(Path(path).read_text())
+        if data["settings"] != settings.resolved():
+            raise ValueError(f"latency table {path} was measured with {data['settings']}, not "
+                             f"{settings.resolved()}: use its settings or build a new table")
+        return cls(settings, {parse_key(k): float(v) for k, v in data["entries"].items()}, data.get("environment", {}),
+                   measure_missing, float(data.get("build_seconds", 0.0)))
+
+    @classmethod
+    def open(cls, settings: LatencySettings, root: Path, measure_missing: bool = True) -> LatencyTable:
+        """The table of this device under ``root`` (``<root>/<device id>.json``), or a new, empty one."""
+        path = Path(root) / f"{device_id(settings)}.json"
+        if path.exists():
+            return cls.load(path, settings, measure_missing)
+        return cls(settings, environment=environment(settings), measure_missing=measure_missing)
+
+
+def _measure_shared(keys: list[LayerKey], settings: LatencySettings, env: dict[str, Any],
+                    progress: bool) -> dict[LayerKey, float]:
+    """Measure ``keys``; under torch.distributed rank 0 measures and broadcasts (every rank must call)."""
+    import torch.distributed as dist
+
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    values: dict[LayerKey, float] = {}
+    if not distributed or dist.get_rank() == 0:
+        values = _measure_keys(keys, settings, env, progress)
+    if distributed:
+        box = [values]
+        dist.broadcast_object_list(box, src=0)
+        values = box[0]
+    return values
+
+
+def _measure_keys(keys: list[LayerKey], settings: LatencySettings, env: dict[str, Any],
+                  progress: bool) -> dict[LayerKey, float]:
+    it: Iterable[LayerKey] = keys
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(keys, desc=f"latency table ({settings.device})", unit="layer")
+    env = env or environment(settings)
+    return {k: measure_layer(k, settings, env).median_ms for k in it}
+
+
+def timed_fill(table: LatencyTable, keys: Iterable[LayerKey], progress: bool = False) -> tuple[int, float]:
+    """``table.fill(keys)`` with its wall time added to ``table.build_seconds``: (entries measured, seconds)."""
+    t0 = time.perf_counter()
+    n = table.fill(keys, progress)
+    seconds = time.perf_counter() - t0
+    table.build_seconds += seconds
+    return n, seconds
+
+
+# --- building and checking a table --------------------------------------------------------------------------
+
+
+def grid_archs(family: str, ratios: Sequence[float], resolutions: Sequence[int]) -> list[ArchConfig]:
+    """The uniform networks of ``family`` at each width ratio and resolution, on the space's rounding grid
+    (``repro.space``), full depth."""
+    import numpy as np
+
+    from repro.space import SearchSpace
+
+    space = SearchSpace(family, "channel+input")
+    out = []
+    for ratio in ratios:
+        for res in resolutions:
+            v = space.uniform(ratio)
+            v[space.names.index("resolution")] = res / 224
+            out.append(space.decode(np.asarray(v)))
+    return out
+
+
+def random_archs(family: str, n: int, seed: int = 0, variant: str = "channel+input+depth") -> list[ArchConfig]:
+    """``n`` architectures of the space, each coordinate uniform between its bounds (seeded)."""
+    import numpy as np
+
+    from repro.space import SearchSpace
+
+    space = SearchSpace(family, variant)
+    rng = np.random.default_rng(seed)
+    return [space.decode(rng.uniform(space.lower, space.upper)) for _ in range(n)]
+
+
+@dataclass(frozen=True)
+class PredictorCheck:
+    arch: ArchConfig
+    predicted_ms: float
+    measured: Measurement
+
+    @property
+    def relative_error(self) -> float:
+        return (self.predicted_ms - self.measured.median_ms) / self.measured.median_ms
+
+
+def predictor_error(table: LatencyTable, archs: Sequence[ArchConfig],
+                    allow_unstable: bool = False) -> list[PredictorCheck]:
+    """Predicted against measured latency of each architecture (missing entries measured first)."""
+    checks = []
+    for arch in archs:
+        predicted = table.predict(arch)
+        checks.append(PredictorCheck(arch, predicted, measure_arch(arch, table.settings, allow_unstable)))
+    return checks
+
+
+# --- latency constraints -----------------------------------------------------------------------------------
+
+LATENCY_DEVICE = {"cpu_latency": "cpu", "gpu_latency": "cuda"}
+
+
+@dataclass(frozen=True)
+class CudaLatencySettings(LatencySettings):
+    """``LatencySettings`` whose device defaults to CUDA (a profile's ``latency.cuda`` section)."""
+
+    device: str = "cuda"
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """A profile's ``latency`` section: how each device's latency is measured, and where tables live."""
+
+    cpu: LatencySettings = field(default_factory=LatencySettings)
+    cuda: CudaLatencySettings = field(default_factory=CudaLatencySettings)
+    tables: str = "results/latency"  # per-device tables (<device id>.json), shared by every profile
+
+    def __post_init__(self) -> None:
+        if self.cpu.device != "cpu" or self.cuda.device != "cuda":
+            raise ValueError(f"latency.cpu.device must be 'cpu' and latency.cuda.device 'cuda' (got "
+                             f"{self.cpu.device!r}, {self.cuda.device!r})")
+
+    def settings_for(self, kind: str) -> LatencySettings:
+        if kind not in LATENCY_DEVICE:
+            raise ValueError(f"{kind!r} is not a latency constraint kind; allowed: {', '.join(LATENCY_DEVICE)}")
+        return self.cpu if LATENCY_DEVICE[kind] == "cpu" else self.cuda
+
+
+class NotRunHere(RuntimeError):
+    """The cell needs a device this machine lacks (GPU latency without CUDA)."""
+
+
+def device_available(device: str) -> bool:
+    if device == "cpu":
+        return True
+    import torch
+
+    return torch.cuda.is_available()
+
+
+_ACTIVE: dict[str, LatencyTable] = {}
+
+
+def activate(table: LatencyTable) -> LatencyTable:
+    """Make ``table`` the one latency constraints on its device use (``latency_budget``)."""
+    _ACTIVE[table.settings.device] = table
+    return table
+
+
+def active_table(device: str) -> LatencyTable:
+    if device not in _ACTIVE:
+        raise RuntimeError(f"no latency table is active for {device}: latency-constrained cells open it through "
+                           f"the pipeline (run-cell / run-table); elsewhere call repro.cost.latency.activate("
+                           f"LatencyTable.open(settings, root))")
+    return _ACTIVE[device]
+
+
+def open_table(config: LatencyConfig, kind: str, measure_missing: bool = True) -> LatencyTable:
+    """The device's table for a latency constraint ``kind``, activated; NotRunHere without the device."""
+    settings = config.settings_for(kind)
+    if not device_available(settings.device):
+        raise NotRunHere(f"{kind} needs a CUDA GPU: not run here")
+    return activate(LatencyTable.open(settings, Path(config.tables), measure_missing))
+
+
+def table_path(config: LatencyConfig, table: LatencyTable) -> Path:
+    return Path(config.tables) / f"{device_id(table.settings)}.json"
+
+
+def reference_arch(family: str, multiplier: float) -> ArchConfig:
+    """A latency column's reference: the uniform *Channel* network at ``multiplier`` (``baselines.uniform``'s
+    rule for the family, 224 px), the same network as the column's uniform row."""
+    from baselines.uniform import RULES
+
+    return RULES[family].arch(family, multiplier)
+
+
+def latency_budget(device: str, multiplier: float, family: str):
+    """The search budget of a latency column: predicted latency (ms) at most the reference's prediction, both
+    from the active table of ``device`` (the same table, so the same run and device)."""
+    from repro.cost.budget import Budget
+    from repro.cost.flops import count_macs
+
+    table = active_table(device)
+    reference = reference_arch(family, multiplier)
+    # the projection's direction from MACs: central differences of the prediction in every coordinate would
+    # measure ~2 new layer shapes per coordinate per projection (4,543 layers in a 2-epoch test search)
+    return Budget(lambda arch: table.predict(arch.with_imagenet_geometry()), table.predict(reference), "ms",
+                  direction_cost=lambda arch: float(count_macs(arch.with_imagenet_geometry())))
+
+
+def compare_latency(arch: ArchConfig, reference: ArchConfig, settings: LatencySettings, rounds: int = 3,
+                    allow_unstable: bool = False) -> dict[str, Any]:
+    """``arch`` and ``reference`` measured alternately, ``rounds`` times each, in this process: the median of
+    each one's round medians, their ratio, and everything the numbers depend on (a record's ``latency``)."""
+    found, ref = [], []
+    for _ in range(rounds):
+        ref.append(measure_arch(reference, settings, allow_unstable))
+        found.append(measure_arch(arch, settings, allow_unstable))
+    ms = statistics.median(m.median_ms for m in found)
+    ref_ms = statistics.median(m.median_ms for m in ref)
+    return {"device": found[0].environment["device_name"], "kind": settings.device, "batch_size": settings.batch,
+            "ms": ms, "reference_ms": ref_ms, "ratio": ms / ref_ms, "cv": max(m.cv for m in found),
+            "reference_cv": max(m.cv for m in ref), "rounds": rounds, "reference_arch": reference.to_dict(),
+            "settings": settings.resolved(), "environment": found[0].environment}
