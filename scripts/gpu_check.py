@@ -28,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from repro.cost.latency import (  # noqa: E402
-    LatencySettings,
     LatencyTable,
+    default_settings,
     device_id,
     environment,
     grid_archs,
@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t_start = time.perf_counter()
     quick = args.quick
-    settings = LatencySettings(args.device, batch_size=args.batch, repeats=5 if quick else 30,
-                               warmup=2 if quick else 10)
-    batch1 = LatencySettings(args.device, batch_size=1, repeats=5 if quick else 30, warmup=2 if quick else 10)
+    timing = {"repeats": 5, "warmup": 2} if quick else {}
+    settings = default_settings(args.device, batch_size=args.batch, **timing)
+    batch1 = default_settings(args.device, batch_size=1, **timing)
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict = {"device_id": device_id(settings), "environment": environment(settings),
                     "settings": settings.resolved(), "references": [], "checks": []}
@@ -147,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"family": family, "multiplier": k, "resolution": arch.resolution,
                    f"batch{settings.batch}": _measure(arch, settings), "batch1": _measure(arch, batch1)}
             if args.compare_batch:
-                other = LatencySettings(args.device, batch_size=args.compare_batch, repeats=settings.repeats,
-                                        warmup=settings.warmup)
+                other = default_settings(args.device, batch_size=args.compare_batch, **timing)
                 row[f"batch{args.compare_batch}"] = m = _measure(arch, other)
                 report(f"{family} {k:.2f}x: {m['median_ms']:.3f} ms at batch {args.compare_batch} (cv {m['cv']:.3f})")
             result["references"].append(row)
@@ -181,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                f"(batch {row['batch']}, "
                f"{row['dtype']}, channels-last)")
     if args.compare_batch and time.perf_counter() - t_start < args.budget_s * 0.6:
-        other = LatencySettings(args.device, batch_size=args.compare_batch, repeats=settings.repeats,
-                                warmup=settings.warmup)
+        other = default_settings(args.device, batch_size=args.compare_batch, **timing)
         result["checks"].append(_errors(LatencyTable(other, environment=result["environment"]), "mobilenet_v1",
                                         min(n, 10), 0, report, label=f" at batch {args.compare_batch}"))
     if time.perf_counter() - t_start < args.budget_s * 0.6:

@@ -67,6 +67,11 @@ def test_a_spread_above_the_threshold_is_refused_unless_allowed():
 
 
 def test_settings_are_checked_and_resolved_per_device():
+    from repro.cost.latency import default_settings
+
+    cuda = default_settings("cuda").resolved()
+    assert cuda["layer_warmup"] == 10 and cuda["layer_repeats"] == 30  # a GPU layer is timed like a network
+    assert default_settings("cpu").resolved()["layer_repeats"] == 5
     assert LatencySettings("cuda").resolved()["batch_size"] == 256
     assert LatencySettings("cuda").resolved()["channels_last"] is True
     assert "threads" not in LatencySettings("cuda").resolved()
