@@ -33,3 +33,12 @@ def is_main() -> bool:
 def barrier() -> None:
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
+
+
+def broadcast_object(value: object) -> object:
+    """Rank 0's ``value`` (any picklable object) on every rank; ``value`` itself without a process group."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]

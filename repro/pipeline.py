@@ -123,8 +123,10 @@ def cell_key(method: str, variant: str, family: str, constraint: Constraint, pro
     settings["data"] = {k: v for k, v in settings["data"].items() if k not in ("path", "workers")}
     # how latency is measured changes latency cells only (and where the tables lie, none)
     settings.pop("latency", None)
-    if constraint.kind != "flops":
-        settings["latency"] = profile.latency.settings_for(constraint.kind).resolved()
+    if constraint.kind != "flops":  # and the device: a record from another CPU or GPU is not this cell's
+        from repro.cost.latency import device_key
+
+        settings["latency"] = device_key(profile.latency.settings_for(constraint.kind))
     # a method's settings change its own cells only, resolved (defaults included) when the method is built
     from repro.method import REGISTRY, load_methods
 
@@ -156,11 +158,11 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
     found = method.search(family, variant, constraint, ctx)
     search_seconds = time.perf_counter() - start
     if table is not None:
-        _save_table(profile, table, log)
+        _save_table(table, log)
     retrain = retrain_arch(found.arch, method.retrain, found.weights, profile, seed, data, Path(results), device,
                            log)
     arch = found.arch.with_imagenet_geometry()
-    latency = None if table is None else _measure_latency(arch, constraint, profile, table, log)
+    latency = None if table is None else _measure_latency(arch, constraint, table, log)
     record = RunRecord(
         key=key, kind="cell", method=method_name, variant=variant, family=family,
         constraint=constraint.to_dict(), arch=arch.to_dict(), profile=profile.name,
@@ -177,28 +179,43 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
     return record, True
 
 
-def _save_table(profile: Profile, table: Any, log: Callable[[str], None]) -> None:
-    from repro.cost.latency import table_path
-
+def _save_table(table: Any, log: Callable[[str], None]) -> None:
+    table.save()
     if is_main():
-        path = table_path(profile.latency, table)
-        table.save(path)
-        log(f"latency table {path}: {len(table.entries)} layers, {table.build_seconds:.0f} s of measuring in all")
+        log(f"latency table {table.path}: {len(table.entries)} layers, {table.build_seconds:.0f} s of measuring "
+            f"in all")
 
 
-def _measure_latency(arch: ArchConfig, constraint: Constraint, profile: Profile, table: Any,
-                     log: Callable[[str], None]) -> dict[str, Any]:
+def _measure_latency(arch: ArchConfig, constraint: Constraint, table: Any,
+                     log: Callable[[str], None], attempts: int = 3) -> dict[str, Any]:
     """The found network and the column's reference, measured alternately in this process on the column's
-    device; with the table's predictions of both. Every rank measures (the numbers rank 0 writes)."""
-    from repro.cost.latency import compare_latency, device_id, reference_arch
+    device, with the table's predictions of both. Rank 0 measures (the other ranks would compete for the same
+    device) and sends the numbers to the others. A spread above the settings' max_cv is measured again, then
+    refused; the search's result and the retraining are kept, so a rerun of the cell only measures."""
+    from repro.cost.latency import UnstableMeasurement, compare_latency, device_id, reference_arch
+    from repro.distributed import broadcast_object, rank
 
     reference = reference_arch(arch.family, constraint.limit)
-    out = compare_latency(arch, reference, table.settings)
+    out: dict[str, Any] | None = None
+    if rank() == 0:
+        for attempt in range(attempts):
+            try:
+                out = compare_latency(arch, reference, table.settings)
+                break
+            except UnstableMeasurement as e:
+                log(f"latency measurement {attempt + 1} of {attempts} refused: {e}")
+                out = {"error": str(e)}
+    out = broadcast_object(out)
+    if "error" in out:
+        raise UnstableMeasurement(f"{out['error']} (the search and the retraining are kept: rerunning the cell on "
+                                  f"a quieter machine only measures)")
     out.update(predicted_ms=table.predict(arch), reference_predicted_ms=table.predict(reference),
                table=device_id(table.settings))
-    _save_table(profile, table, log)
-    log(f"latency on {out['device']}: {out['ms']:.3f} ms against the reference's {out['reference_ms']:.3f} ms "
-        f"(ratio {out['ratio']:.3f}; predicted {out['predicted_ms']:.3f} / {out['reference_predicted_ms']:.3f} ms)")
+    _save_table(table, log)
+    if is_main():
+        log(f"latency on {out['device']}: {out['ms']:.3f} ms against the reference's {out['reference_ms']:.3f} ms "
+            f"(ratio {out['ratio']:.3f}; predicted {out['predicted_ms']:.3f} / {out['reference_predicted_ms']:.3f} "
+            f"ms)")
     return out
 
 

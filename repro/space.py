@@ -319,8 +319,8 @@ def _reach(room: np.ndarray, d: np.ndarray) -> float | None:
 def _infeasible(space: SearchSpace, budget: Budget) -> InfeasibleConstraint:
     smallest = space.decode(space.lower)
     return InfeasibleConstraint(
-        f"the {space.family} {space.variant} space cannot meet the limit {budget.limit:,.0f} {budget.unit}: its "
-        f"smallest architecture costs {budget.cost(smallest):,.0f} {budget.unit}; lower min_width_ratio, "
+        f"the {space.family} {space.variant} space cannot meet the limit {budget.format(budget.limit)}: its "
+        f"smallest architecture costs {budget.format(budget.cost(smallest))}; lower min_width_ratio, "
         f"min_resolution or min_depth_ratio in methods.proposed.space, or raise the limit")
 
 

@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in multipliers[:2] if quick else multipliers:
             arch = _reference(family, k)
             row = {"family": family, "multiplier": k, "resolution": arch.resolution,
-                   f"batch{settings.batch}": _measure(arch, settings), "batch1": _measure(arch, batch1)}
+                   f"batch{settings.batch}": _measure(arch, settings)}
+            row["batch1"] = row["batch1"] if settings.batch == 1 else _measure(arch, batch1)
             if args.compare_batch:
                 other = default_settings(args.device, batch_size=args.compare_batch, **timing)
                 row[f"batch{args.compare_batch}"] = m = _measure(arch, other)

@@ -132,6 +132,39 @@ def test_the_prediction_is_exactly_the_sum_of_its_layers_entries():
     assert value == math.fsum(lazy.entries[k] for k in layer_keys(small)) and value > 0
 
 
+def test_measuring_leaves_the_callers_random_streams_and_cudnn_setting_alone(tmp_path):
+    """The table fills inside a search, between training steps: it must not reseed them."""
+    table = LatencyTable(QUICK, environment={"device_name": "test"})
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    before = torch.backends.cudnn.benchmark
+    table.predict(ArchConfig.uniform("mobilenet_v1", 0.25, 40))  # measures its layers
+    measure_arch(ArchConfig.uniform("mobilenet_v1", 0.25, 32), QUICK)
+    assert len(table.entries) > 0 and torch.equal(torch.rand(3), expected)
+    assert torch.backends.cudnn.benchmark == before
+
+
+def test_a_table_saves_itself_while_filling_and_keeps_other_processes_entries(tmp_path):
+    path = tmp_path / "t.json"
+    mine = LatencyTable(QUICK, environment={"device_name": "test"}, path=path, autosave_seconds=0.0)
+    mine.predict(ArchConfig.uniform("mobilenet_v1", 0.25, 32))
+    assert path.is_file() and len(json.loads(path.read_text())["entries"]) == len(mine.entries)
+    other = LatencyTable(QUICK, {("head", 8, 1, 1000): 0.5}, path=path)
+    other.save()
+    merged = LatencyTable.load(path, QUICK)
+    assert set(merged.entries) == set(mine.entries) | {("head", 8, 1, 1000)}
+    assert set(other.entries) == {("head", 8, 1, 1000)}  # a run's own table does not change under it
+
+
+def test_each_setting_has_its_own_table_file(tmp_path):
+    a, b = LatencySettings("cpu", repeats=30), LatencySettings("cpu", repeats=50)
+    assert device_id(a) != device_id(b) and device_id(a) == device_id(LatencySettings("cpu"))
+    LatencyTable(a, {("head", 8, 1, 1000): 0.5}, path=tmp_path / f"{device_id(a)}.json").save()
+    assert LatencyTable.open(b, tmp_path).entries == {}  # not refused: another file
+    assert LatencyTable.open(a, tmp_path).entries == {("head", 8, 1, 1000): 0.5}
+
+
 def test_a_table_without_measuring_names_the_build_command(tmp_path):
     table = LatencyTable(QUICK, {}, measure_missing=False)
     with pytest.raises(KeyError, match="latency-table --device cpu"):

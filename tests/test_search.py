@@ -299,6 +299,12 @@ def test_a_latency_cell_searches_under_the_predictor_and_measures_against_the_re
     assert ArchConfig.from_dict(lat["reference_arch"]) == reference_arch("mobilenet_v1", 0.5)
     table = json.loads(next(tmp_path.glob("cpu-*.json")).read_text())
     assert table["device_id"] == lat["table"] and len(table["entries"]) > 0
+    # measuring again (a rerun after a refused measurement) reuses the finished search
+    (tmp_path / "records" / f"cell-proposed-{record.key}.json").unlink()
+    logs: list[str] = []
+    again, ran = run_cell("proposed", "channel+input", "mobilenet_v1", limit, profile, 0, data, tmp_path,
+                          log=logs.append, quiet=True)
+    assert ran and again.arch == record.arch and any("search already done" in line for line in logs)
     # the uniform row of the column is the reference itself
     uniform, _ = run_cell("uniform", "channel", "mobilenet_v1", limit, profile, 0, data, tmp_path,
                           log=lambda s: None, quiet=True)

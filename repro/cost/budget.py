@@ -32,6 +32,10 @@ class Budget:
     def ratio(self, arch: ArchConfig) -> float:
         return self.cost(arch) / self.limit
 
+    def format(self, value: float) -> str:
+        """``value`` in the budget's unit as messages print it: ``149,500,000 MACs``, ``2.840 ms``."""
+        return f"{value:,.0f} {self.unit}" if self.unit == "MACs" else f"{value:.3f} {self.unit}"
+
 
 def flops_budget(limit: float, family: str | None = None) -> Budget:
     from repro.cost.flops import count_macs

@@ -32,6 +32,7 @@ of the space, and saves the table (with its build time) under ``results/latency/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -75,8 +76,9 @@ class LatencySettings:
     dtype: str = "float32"  # float32 | float16 | bfloat16
     channels_last: bool | None = None  # None: True on CUDA, False on CPU
     max_cv: float = 0.15  # refuse a measurement whose coefficient of variation is above this
-    # a table entry (one layer) is timed with fewer calls: a search meets thousands of new layer shapes (a
-    # 2-epoch MobileNet V2 search on the test data met 5,705), and the table's error is judged on whole networks
+    # a table entry (one layer) is timed with fewer calls on a CPU: a search meets thousands of new layer shapes
+    # (a 2-epoch MobileNet V2 search on the test data met 5,705); CudaLatencySettings times GPU layers like
+    # networks (10 + 30: see there)
     layer_warmup: int = 2
     layer_repeats: int = 5
 
@@ -157,13 +159,17 @@ def _cpu_count() -> int:
 
 
 def device_id(settings: LatencySettings) -> str:
-    """A file-name-safe name of the device and the settings that change a latency (a table is only valid for
-    these): ``cpu-intel-xeon-...-b1-float32-t1``, ``cuda-nvidia-h100-...-b64-float32-cl``."""
+    """A file-name-safe name of the device and the settings a table was measured with, ending in a hash of
+    all of them (a table is valid for exactly these): ``cpu-amd-epyc-b1-float32-t1-3f2a9c1d``,
+    ``cuda-nvidia-h200-b256-float32-cl-0b7e55aa``."""
+    import hashlib
+
     name = environment(settings)["device_name"]
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
     layout = "cl" if settings.memory_format_channels_last else "nchw"
     tail = f"t{settings.threads}" if settings.device == "cpu" else layout
-    return f"{settings.device}-{slug}-b{settings.batch}-{settings.dtype}-{tail}"
+    digest = hashlib.sha256(json.dumps(settings.resolved(), sort_keys=True).encode()).hexdigest()[:8]
+    return f"{settings.device}-{slug}-b{settings.batch}-{settings.dtype}-{tail}-{digest}"
 
 
 # --- measurement -------------------------------------------------------------------------------------------
@@ -229,8 +235,6 @@ def summarize(samples: Sequence[float], settings: LatencySettings, what: str,
 def _prepare(module, inputs: Sequence[Any], settings: LatencySettings):
     import torch
 
-    if settings.device == "cuda":
-        torch.backends.cudnn.benchmark = True
     device = torch.device(settings.device)
     fmt = torch.channels_last if settings.memory_format_channels_last else torch.contiguous_format
     module = module.eval().to(device=device, dtype=_dtype(settings.dtype), memory_format=fmt)
@@ -243,8 +247,35 @@ def measure_module(module, inputs: Sequence[Any], settings: LatencySettings, wha
                    allow_unstable: bool = False, env: dict[str, Any] | None = None) -> Measurement:
     """The latency of ``module(*inputs)`` (inputs are moved to the device, dtype and memory format)."""
     module, inputs = _prepare(module, inputs, settings)
-    samples = time_calls(lambda: module(*inputs), settings)
+    with _cudnn_benchmark(settings):
+        samples = time_calls(lambda: module(*inputs), settings)
     return summarize(samples, settings, what, allow_unstable, env)
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(settings: LatencySettings):
+    """``cudnn.benchmark`` on while measuring on CUDA, as it was afterwards (a search or a training running
+    in the same process keeps its own setting)."""
+    import torch
+
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or settings.device == "cuda"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+@contextlib.contextmanager
+def _own_rng(settings: LatencySettings):
+    """Seeded weights and inputs for a measurement without touching the caller's random streams (the lazy
+    table fills inside a search, between its training steps)."""
+    import torch
+
+    devices = [torch.cuda.current_device()] if settings.device == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        yield
 
 
 def measure_arch(arch: ArchConfig, settings: LatencySettings, allow_unstable: bool = False) -> Measurement:
@@ -253,10 +284,10 @@ def measure_arch(arch: ArchConfig, settings: LatencySettings, allow_unstable: bo
 
     from repro.models import build_model
 
-    torch.manual_seed(0)
-    model = build_model(arch.replace(num_classes=IMAGENET_CLASSES))
-    x = torch.randn(settings.batch, 3, arch.resolution, arch.resolution)
-    return measure_module(model, [x], settings, _describe(arch), allow_unstable)
+    with _own_rng(settings):
+        model = build_model(arch.replace(num_classes=IMAGENET_CLASSES))
+        x = torch.randn(settings.batch, 3, arch.resolution, arch.resolution)
+        return measure_module(model, [x], settings, _describe(arch), allow_unstable)
 
 
 def _describe(arch: ArchConfig) -> str:
@@ -390,13 +421,12 @@ def measure_layer(key: LayerKey, settings: LatencySettings, env: dict[str, Any] 
     """One table entry: ``layer_repeats`` timed calls after ``layer_warmup``. Single layers are short
     (microseconds on a GPU), so their spread is kept, not refused: the table's error is judged on whole
     networks (``predictor_error``)."""
-    import torch
-
-    torch.manual_seed(0)
-    module, inputs = layer_module(key)
-    inputs = [x.expand(settings.batch, *x.shape[1:]).clone() for x in inputs]
+    with _own_rng(settings):
+        module, inputs = layer_module(key)
+        inputs = [x.expand(settings.batch, *x.shape[1:]).clone() for x in inputs]
     module, inputs = _prepare(module, inputs, settings)
-    samples = time_calls(lambda: module(*inputs), settings, settings.layer_warmup, settings.layer_repeats)
+    with _cudnn_benchmark(settings):
+        samples = time_calls(lambda: module(*inputs), settings, settings.layer_warmup, settings.layer_repeats)
     return summarize(samples, settings, key_text(key), allow_unstable=True, env=env)
 
 
@@ -407,14 +437,19 @@ def measure_layer(key: LayerKey, settings: LatencySettings, env: dict[str, Any] 
 class LatencyTable:
     """Per-layer latencies (ms) of one device and settings; ``predict(arch)`` is the sum over
     ``layer_keys(arch)``. Missing entries are measured on the spot when ``measure_missing`` (this must run on
-    the device the table describes) and kept; ``save`` writes the table atomically."""
+    the device the table describes) and kept. A table with a ``path`` saves itself at most every
+    ``autosave_seconds`` while it fills (so an interrupted search resumes with the entries it had measured);
+    ``save`` writes atomically, adding entries that another process saved to the same file meanwhile."""
 
     settings: LatencySettings
     entries: dict[LayerKey, float] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     measure_missing: bool = True
     build_seconds: float = 0.0  # time spent measuring entries, over the table's life
+    path: Path | None = None
+    autosave_seconds: float = 30.0
     _cache: dict[ArchConfig, tuple[LayerKey, ...]] = field(default_factory=dict, repr=False)
+    _saved_at: float = field(default=0.0, repr=False)
 
     def keys(self, arch: ArchConfig) -> tuple[LayerKey, ...]:
         found = self._cache.get(arch)
@@ -438,7 +473,8 @@ class LatencyTable:
         return sorted({k for k in keys if k not in self.entries}, key=key_text)
 
     def fill(self, keys: Iterable[LayerKey], progress: bool = False) -> int:
-        """Measure the entries of ``keys`` not in the table; returns how many were measured."""
+        """Measure the entries of ``keys`` not in the table; returns how many were measured. Under
+        torch.distributed every rank must call it with the same keys (rank 0 measures, the others receive)."""
         todo = self.missing(keys)
         if not todo:
             return 0
@@ -446,7 +482,11 @@ class LatencyTable:
             raise KeyError(f"the latency table of {device_id(self.settings)} lacks {len(todo)} layers "
                            f"(first {key_text(todo[0])}) and measure_missing is off: build them with "
                            f"`python -m repro latency-table --device {self.settings.device}` on that device")
+        start = time.perf_counter()
         self.entries.update(_measure_shared(todo, self.settings, self.environment, progress))
+        self.build_seconds += time.perf_counter() - start
+        if self.path is not None and time.perf_counter() - self._saved_at > self.autosave_seconds:
+            self.save()
         return len(todo)
 
     def to_dict(self) -> dict[str, Any]:
@@ -454,45 +494,59 @@ class LatencyTable:
                 "environment": self.environment, "build_seconds": round(self.build_seconds, 3),
                 "entries": dict(sorted((key_text(k), v) for k, v in self.entries.items()))}
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path | None = None) -> None:
+        """Write the table (rank 0 only under torch.distributed) to ``path`` or its own path. Entries the
+        file holds and this table lacks (another process's) are written too, not taken into this table: a
+        run's predictions do not change under it."""
         from repro.atomic import atomic_write_text
+        from repro.distributed import rank
 
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
+        path = Path(path or self.path)
+        if rank() != 0:
+            return
+        data = self.to_dict()
+        if path.is_file():
+            try:
+                other = json.loads(path.read_text())
+            except (OSError, ValueError):
+                other = {}
+            if other.get("settings") == data["settings"]:
+                data["entries"] = dict(sorted({**other.get("entries", {}), **data["entries"]}.items()))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+        self._saved_at = time.perf_counter()
 
     @classmethod
     def load(cls, path: Path, settings: LatencySettings, measure_missing: bool = True) -> LatencyTable:
-        """The saved table at ``path``; refuses one measured with other settings."""
-        data = json.loads(Path(path).read_text())
+        """The saved table at ``path``; refuses one measured with other settings. Under torch.distributed
+        rank 0 reads the file and the others receive its content, so every rank starts from the same table."""
+        from repro.distributed import broadcast_object, rank
+
+        data = broadcast_object(json.loads(Path(path).read_text()) if rank() == 0 else None)
         if data["settings"] != settings.resolved():
             raise ValueError(f"latency table {path} was measured with {data['settings']}, not "
-                             f"{settings.resolved()}: use its settings or build a new table")
+                             f"{settings.resolved()}: use its settings or another file")
         return cls(settings, {parse_key(k): float(v) for k, v in data["entries"].items()}, data.get("environment", {}),
-                   measure_missing, float(data.get("build_seconds", 0.0)))
+                   measure_missing, float(data.get("build_seconds", 0.0)), Path(path))
 
     @classmethod
     def open(cls, settings: LatencySettings, root: Path, measure_missing: bool = True) -> LatencyTable:
-        """The table of this device under ``root`` (``<root>/<device id>.json``), or a new, empty one."""
+        """The table of this device and settings under ``root`` (``<root>/<device id>.json``), or a new,
+        empty one that will be saved there."""
+        from repro.distributed import broadcast_object, rank
+
         path = Path(root) / f"{device_id(settings)}.json"
-        if path.exists():
+        if broadcast_object(path.exists() if rank() == 0 else None):
             return cls.load(path, settings, measure_missing)
-        return cls(settings, environment=environment(settings), measure_missing=measure_missing)
+        return cls(settings, environment=environment(settings), measure_missing=measure_missing, path=path)
 
 
 def _measure_shared(keys: list[LayerKey], settings: LatencySettings, env: dict[str, Any],
                     progress: bool) -> dict[LayerKey, float]:
     """Measure ``keys``; under torch.distributed rank 0 measures and broadcasts (every rank must call)."""
-    import torch.distributed as dist
+    from repro.distributed import broadcast_object, rank
 
-    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    values: dict[LayerKey, float] = {}
-    if not distributed or dist.get_rank() == 0:
-        values = _measure_keys(keys, settings, env, progress)
-    if distributed:
-        box = [values]
-        dist.broadcast_object_list(box, src=0)
-        values = box[0]
-    return values
+    return broadcast_object(_measure_keys(keys, settings, env, progress) if rank() == 0 else None)
 
 
 def _measure_keys(keys: list[LayerKey], settings: LatencySettings, env: dict[str, Any],
@@ -507,12 +561,10 @@ def _measure_keys(keys: list[LayerKey], settings: LatencySettings, env: dict[str
 
 
 def timed_fill(table: LatencyTable, keys: Iterable[LayerKey], progress: bool = False) -> tuple[int, float]:
-    """``table.fill(keys)`` with its wall time added to ``table.build_seconds``: (entries measured, seconds)."""
+    """``table.fill(keys)`` and its wall time: (entries measured, seconds)."""
     t0 = time.perf_counter()
     n = table.fill(keys, progress)
-    seconds = time.perf_counter() - t0
-    table.build_seconds += seconds
-    return n, seconds
+    return n, time.perf_counter() - t0
 
 
 # --- building and checking a table --------------------------------------------------------------------------
@@ -646,8 +698,11 @@ def open_table(config: LatencyConfig, kind: str, measure_missing: bool = True) -
     return activate(LatencyTable.open(settings, Path(config.tables), measure_missing))
 
 
-def table_path(config: LatencyConfig, table: LatencyTable) -> Path:
-    return Path(config.tables) / f"{device_id(table.settings)}.json"
+def device_key(settings: LatencySettings) -> dict[str, Any]:
+    """What a latency cell's cache key holds of its device: the settings and the device's name (None where
+    the device is missing; such a cell does not run here)."""
+    name = environment(settings)["device_name"] if device_available(settings.device) else None
+    return {**settings.resolved(), "device_name": name}
 
 
 def reference_arch(family: str, multiplier: float) -> ArchConfig:
@@ -666,9 +721,12 @@ def latency_budget(device: str, multiplier: float, family: str):
 
     table = active_table(device)
     reference = reference_arch(family, multiplier)
+    limit = table.predict(reference)
+    if table.path is not None:
+        table.save()  # the limit's entries on disk before the search uses them (a resumed search reads them)
     # the projection's direction from MACs: central differences of the prediction in every coordinate would
     # measure ~2 new layer shapes per coordinate per projection (4,543 layers in a 2-epoch test search)
-    return Budget(lambda arch: table.predict(arch.with_imagenet_geometry()), table.predict(reference), "ms",
+    return Budget(lambda arch: table.predict(arch.with_imagenet_geometry()), limit, "ms",
                   direction_cost=lambda arch: float(count_macs(arch.with_imagenet_geometry())))
 
 

@@ -156,14 +156,26 @@ class Proposed(Method):
         recipe = ctx.profile.train_for(family)
         from repro.results import input_key
 
+        latency = None
+        if constraint.kind != "flops":  # the budget is the device's table: its settings and device name
+            from repro.cost.latency import device_key
+
+            latency = device_key(ctx.profile.latency.settings_for(constraint.kind))
         key = input_key(kind="search", method=self.name, variant=variant, family=family,
                         constraint=constraint.to_dict(), config=to_mapping(cfg), recipe=to_mapping(recipe),
-                        data=ctx.data.identity(), seed=ctx.seed)
+                        data=ctx.data.identity(), seed=ctx.seed, **({"latency": latency} if latency else {}))
         folder = Path(ctx.results) / SEARCHES / key
-        outcome, summary = run_search(space, budget, cfg, recipe, ctx, folder)
+        done = folder / "result.json"
+        if done.is_file():  # a finished search is an artifact: a cell rerun (e.g. to measure again) reuses it
+            summary = json.loads(done.read_text())
+            arch = ArchConfig.from_dict(summary["arch"])
+            ctx.log(f"search already done: {done}")
+        else:
+            outcome, summary = run_search(space, budget, cfg, recipe, ctx, folder)
+            arch = outcome.arch
         info = {"key": key, "folder": str(folder.relative_to(ctx.results)), "config": to_mapping(cfg),
                 **{k: v for k, v in summary.items() if k != "arch"}}
-        return SearchResult(outcome.arch.with_imagenet_geometry(), info=info)
+        return SearchResult(arch.with_imagenet_geometry(), info=info)
 
 
 def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any, folder: Path):
@@ -249,8 +261,8 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
             raise SearchInterrupted(f"stopped after {st.next_step} weight steps (checkpoint {ckpt})")
     if main:
         ctx.log(f"proposed {space.variant} search on {space.family}: {space.dim} coordinates, {total} weight steps "
-                f"({cfg.epochs_fraction:g} x {recipe.epochs} epochs of sub-train), limit {budget.limit:,.0f} "
-                f"{budget.unit}; {plan.reason}")
+                f"({cfg.epochs_fraction:g} x {recipe.epochs} epochs of sub-train), limit "
+                f"{budget.format(budget.limit)}; {plan.reason}")
     done = 0 if state is None else state.next_step
     bar = tqdm(total=total, initial=done, desc=f"search {space.variant}", unit="step",
                disable=True if (ctx.quiet or not main) else None)
@@ -275,7 +287,7 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
         write_trajectory(folder / "trajectory.jsonl", trajectory, space.names)
         if trajectory:
             plot_trajectory(folder / "trajectory.png", trajectory, space.names,
-                            f"proposed {space.variant}, {space.family}, limit {budget.limit:,.0f} {budget.unit}")
+                            f"proposed {space.variant}, {space.family}, limit {budget.format(budget.limit)}")
         from repro.atomic import atomic_write_bytes
 
         atomic_write_bytes(folder / "result.json", json.dumps(summary, indent=1).encode())
