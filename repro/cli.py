@@ -186,14 +186,14 @@ def _latency_table(args: argparse.Namespace, overrides: list[str]) -> int:
         return 2
     root = Path(args.out or profile.latency.tables)
     table = LatencyTable.open(settings, root)
-    path = root / f"{table.to_dict()['device_id']}.json"
+    path = table.path
     print(f"latency table {path} ({len(table.entries)} layers already); settings {settings.resolved()}")
     ratios = [round(0.25 + 0.125 * i, 3) for i in range(7)]
     resolutions = list(range(96, 225, 32))
     for family in args.family or ["mobilenet_v1", "mobilenet_v2"]:
         archs = grid_archs(family, ratios, resolutions) + random_archs(family, args.random, seed=args.seed)
         n, seconds = timed_fill(table, [k for a in archs for k in layer_keys(a)], progress=not args.quiet)
-        table.save(path)
+        table.save()
         print(f"{family}: {n} layers measured in {seconds:.1f} s ({len(archs)} networks: {len(ratios)} widths x "
               f"{len(resolutions)} resolutions and {args.random} random)")
     print(f"{path}: {len(table.entries)} layers, {table.build_seconds:.1f} s of measuring in all")

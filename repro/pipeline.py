@@ -193,11 +193,11 @@ def _measure_latency(arch: ArchConfig, constraint: Constraint, table: Any,
     device) and sends the numbers to the others. A spread above the settings' max_cv is measured again, then
     refused; the search's result and the retraining are kept, so a rerun of the cell only measures."""
     from repro.cost.latency import UnstableMeasurement, compare_latency, device_id, reference_arch
-    from repro.distributed import broadcast_object, rank
+    from repro.distributed import broadcast_object
 
     reference = reference_arch(arch.family, constraint.limit)
     out: dict[str, Any] | None = None
-    if rank() == 0:
+    if is_main():
         for attempt in range(attempts):
             try:
                 out = compare_latency(arch, reference, table.settings)

@@ -142,7 +142,7 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_cores": len(os.sched_getaffinity(0)),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
@@ -167,7 +167,8 @@ def _git(root: Path, *args: str) -> str | None:
         return None
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

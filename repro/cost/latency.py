@@ -123,10 +123,6 @@ class Measurement:
     settings: dict[str, Any]
     environment: dict[str, Any]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"median_ms": self.median_ms, "cv": self.cv, "repeats": len(self.samples_ms),
-                "settings": self.settings, "environment": self.environment}
-
 
 def environment(settings: LatencySettings) -> dict[str, Any]:
     """What the number depends on beyond the settings: device name and library versions."""
@@ -138,18 +134,10 @@ def environment(settings: LatencySettings) -> dict[str, Any]:
         env.update(device_name=torch.cuda.get_device_name(), cuda=torch.version.cuda,
                    cudnn=torch.backends.cudnn.version())
     else:
+        from repro.results import cpu_name
+
         env.update(device_name=cpu_name(), threads=settings.threads, cpu_count=_cpu_count())
     return env
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown cpu"
 
 
 def _cpu_count() -> int:
