@@ -172,7 +172,6 @@ def _latency_table(args: argparse.Namespace, overrides: list[str]) -> int:
         LatencyTable,
         device_available,
         grid_archs,
-        layer_keys,
         random_archs,
         timed_fill,
     )
@@ -192,7 +191,7 @@ def _latency_table(args: argparse.Namespace, overrides: list[str]) -> int:
     resolutions = list(range(96, 225, 32))
     for family in args.family or ["mobilenet_v1", "mobilenet_v2"]:
         archs = grid_archs(family, ratios, resolutions) + random_archs(family, args.random, seed=args.seed)
-        n, seconds = timed_fill(table, [k for a in archs for k in layer_keys(a)], progress=not args.quiet)
+        n, seconds = timed_fill(table, archs, progress=not args.quiet)
         table.save()
         print(f"{family}: {n} layers measured in {seconds:.1f} s ({len(archs)} networks: {len(ratios)} widths x "
               f"{len(resolutions)} resolutions and {args.random} random)")

@@ -7,8 +7,11 @@ On a machine with one GPU (``python scripts/gpu_check.py --out DIR``; ``scripts/
    CPU), each also at 1.0, at the table's batch size and at batch 1;
 2. builds the GPU latency table of MobileNet V1 (uniform networks over a grid of widths and resolutions);
 3. reports the predictor's error on 20 random MobileNet V1 architectures of the search space (their missing
-   layers are measured first); then, while time is left, the training throughput of the three canonical
-   networks (batch 256, bfloat16 autocast) and the predictor's error on 20 MobileNet V2 architectures.
+   layers are measured first); then, while time is left, the predictor's error on 20 MobileNet V2
+   architectures.
+
+Before the table, while time is left, it measures the training throughput of the three canonical networks
+(batch 256, bfloat16 autocast).
 
 It needs only torch and numpy (no FFCV, fvcore, YAML): it imports ``repro.cost.latency``, ``repro.models``,
 ``repro.space`` and ``baselines.uniform``. Everything it prints is also written as ``gpu_check.json`` (and
@@ -33,7 +36,6 @@ from repro.cost.latency import (  # noqa: E402
     device_id,
     environment,
     grid_archs,
-    layer_keys,
     measure_arch,
     predictor_error,
     random_archs,
@@ -93,7 +95,7 @@ def _throughput(family: str, device: str, batch: int, steps: int, side: int = 22
 def _errors(table, family, n, seed, report, label=""):
     t0 = time.perf_counter()
     archs = random_archs(family, n, seed=seed)
-    n_new, seconds = timed_fill(table, [k for a in archs for k in layer_keys(a)])
+    n_new, seconds = timed_fill(table, archs)
     checks = predictor_error(table, archs, allow_unstable=True)
     rel = [c.relative_error for c in checks]
     out = {"family": family, "batch": table.settings.batch, "archs": n, "layers_measured": n_new,
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=210.0, help="stop optional parts after this (s)")
     ap.add_argument("--quick", action="store_true", help="a tiny grid and 3 architectures (tests)")
     ap.add_argument("--batch", type=int, default=None, help="batch size of the table (default: the settings')")
+    ap.add_argument("--layer-timing", choices=("chain", "alone"), default=None,
+                    help="how table entries are timed (default: the settings')")
     ap.add_argument("--compare-batch", type=int, default=0,
                     help="also the predictor's error at this batch size on 10 architectures, time allowing")
     args = ap.parse_args(argv)
@@ -128,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     quick = args.quick
     timing = {"repeats": 5, "warmup": 2} if quick else {}
+    if args.layer_timing:
+        timing["layer_timing"] = args.layer_timing
     settings = default_settings(args.device, batch_size=args.batch, **timing)
     batch1 = default_settings(args.device, batch_size=1, **timing)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -157,19 +163,6 @@ def main(argv: list[str] | None = None) -> int:
                    f"{'' if big['stable'] else ', UNSTABLE'}), {one['median_ms']:.3f} ms at batch 1 "
                    f"(cv {one['cv']:.3f}{'' if one['stable'] else ', UNSTABLE'})")
 
-    table = LatencyTable(settings, environment=result["environment"])
-    ratios = [0.25, 1.0] if quick else [0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
-    resolutions = [128] if quick else [128, 176, 224]
-    grid = grid_archs("mobilenet_v1", ratios, resolutions)
-    n_new, seconds = timed_fill(table, [k for a in grid for k in layer_keys(a)])
-    result["table_build"] = {"family": "mobilenet_v1", "archs": len(grid), "ratios": ratios,
-                             "resolutions": resolutions, "layers": n_new, "seconds": round(seconds, 1)}
-    report(f"MobileNet V1 table: {n_new} layers of {len(grid)} uniform networks ({len(ratios)} widths x "
-           f"{len(resolutions)} resolutions) measured in {seconds:.1f} s")
-
-    n = 3 if quick else 20
-    result["checks"].append(_errors(table, "mobilenet_v1", n, 0, report))
-    _write(args.out, result, lines, table, settings, t_start)
     result["throughput"] = []
     for family in ("mobilenet_v1", "mobilenet_v2", "resnet50"):
         if time.perf_counter() - t_start > args.budget_s * 0.7:
@@ -180,6 +173,19 @@ def main(argv: list[str] | None = None) -> int:
         report(f"training throughput {family} {row['side']} px: {row['images_per_s']:.0f} images/s "
                f"(batch {row['batch']}, "
                f"{row['dtype']}, channels-last)")
+    table = LatencyTable(settings, environment=result["environment"])
+    ratios = [0.25, 1.0] if quick else [0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
+    resolutions = [128] if quick else [128, 176, 224]
+    grid = grid_archs("mobilenet_v1", ratios, resolutions)
+    n_new, seconds = timed_fill(table, grid)
+    result["table_build"] = {"family": "mobilenet_v1", "archs": len(grid), "ratios": ratios,
+                             "resolutions": resolutions, "layers": n_new, "seconds": round(seconds, 1)}
+    report(f"MobileNet V1 table: {n_new} layers of {len(grid)} uniform networks ({len(ratios)} widths x "
+           f"{len(resolutions)} resolutions) measured in {seconds:.1f} s")
+
+    n = 3 if quick else 20
+    result["checks"].append(_errors(table, "mobilenet_v1", n, 0, report))
+    _write(args.out, result, lines, table, settings, t_start)
     if args.compare_batch and time.perf_counter() - t_start < args.budget_s * 0.6:
         other = default_settings(args.device, batch_size=args.compare_batch, **timing)
         result["checks"].append(_errors(LatencyTable(other, environment=result["environment"]), "mobilenet_v1",

@@ -42,8 +42,8 @@ def test_a_measurement_is_positive_and_records_its_settings():
     m = measure_arch(arch, QUICK)
     assert m.median_ms > 0 and m.cv >= 0 and len(m.samples_ms) == 3
     assert m.settings == {"device": "cpu", "batch_size": 1, "threads": 1, "warmup": 1, "repeats": 3,
-                          "dtype": "float32", "channels_last": False, "max_cv": 10.0, "layer_warmup": 2,
-                          "layer_repeats": 5}
+                          "dtype": "float32", "channels_last": False, "max_cv": 10.0, "layer_warmup": 3,
+                          "layer_repeats": 15, "layer_timing": "chain"}
     assert m.environment["threads"] == 1 and m.environment["torch"] == torch.__version__
     assert m.environment["device_name"]
 
@@ -71,7 +71,7 @@ def test_settings_are_checked_and_resolved_per_device():
 
     cuda = default_settings("cuda").resolved()
     assert cuda["layer_warmup"] == 10 and cuda["layer_repeats"] == 30  # a GPU layer is timed like a network
-    assert default_settings("cpu").resolved()["layer_repeats"] == 5
+    assert default_settings("cpu").resolved()["layer_repeats"] == 15
     assert LatencySettings("cuda").resolved()["batch_size"] == 256
     assert LatencySettings("cuda").resolved()["channels_last"] is True
     assert "threads" not in LatencySettings("cuda").resolved()
@@ -130,6 +130,32 @@ def test_the_prediction_is_exactly_the_sum_of_its_layers_entries():
     value = lazy.predict(small)
     assert len(lazy.entries) == len(set(layer_keys(small)))
     assert value == math.fsum(lazy.entries[k] for k in layer_keys(small)) and value > 0
+
+
+def test_layers_are_timed_in_their_networks_chain_and_present_entries_are_kept(monkeypatch):
+    import repro.cost.latency as latency
+
+    settings = LatencySettings("cpu", layer_warmup=1, layer_repeats=2)
+    arch = ArchConfig.uniform("mobilenet_v2", 0.35, 32)
+    keys = list(layer_keys(arch))
+    samples = latency.measure_chain(keys, settings)
+    assert set(samples) == set(keys)
+    assert all(len(samples[k]) == 2 * keys.count(k) and min(samples[k]) > 0 for k in keys)  # repeated blocks too
+    # a fill times the chain up to its last missing layer, and keeps the entries it had
+    chains = []
+    monkeypatch.setattr(latency, "measure_chain", lambda ks, s: chains.append(list(ks)) or {k: [1.0] for k in ks})
+    last = max(i for i, k in enumerate(keys) if keys.count(k) == 1 and i < len(keys) - 1)
+    table = LatencyTable(settings, {k: 123.0 for k in keys if k != keys[last]})
+    assert table.fill(keys) == 1
+    assert chains == [keys[:last + 1]]
+    assert table.entries[keys[last]] == 1.0 and table.entries[keys[0]] == 123.0
+    # timed alone, only the missing layers are measured
+    alone = LatencyTable(LatencySettings("cpu", layer_warmup=1, layer_repeats=2, layer_timing="alone"))
+    small = ArchConfig.uniform("mobilenet_v1", 0.25, 32)
+    assert alone.fill(layer_keys(small)) == len(set(layer_keys(small))) and chains == [keys[:last + 1]]
+    assert min(alone.entries.values()) > 0
+    with pytest.raises(ValueError, match="layer_timing 'sideways' must be 'chain' or 'alone'"):
+        LatencySettings("cpu", layer_timing="sideways")
 
 
 def test_measuring_leaves_the_callers_random_streams_and_cudnn_setting_alone(tmp_path):

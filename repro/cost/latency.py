@@ -76,11 +76,18 @@ class LatencySettings:
     dtype: str = "float32"  # float32 | float16 | bfloat16
     channels_last: bool | None = None  # None: True on CUDA, False on CPU
     max_cv: float = 0.15  # refuse a measurement whose coefficient of variation is above this
-    # a table entry (one layer) is timed with fewer calls on a CPU: a search meets thousands of new layer shapes
-    # (a 2-epoch MobileNet V2 search on the test data met 5,705); CudaLatencySettings times GPU layers like
-    # networks (10 + 30: see there)
-    layer_warmup: int = 2
-    layer_repeats: int = 5
+    # rounds of a table fill (``measure_chain``: each round runs a network's layers once, timing each; or, with
+    # layer_timing "alone", calls of one layer): fewer than a network's repeats on a CPU, where a search meets
+    # thousands of new layer shapes (a 2-epoch MobileNet V2 search on the test data met 5,705); 3 + 15 halved
+    # the predictor's error against 2 + 5 on this suite's CPU (docs/latency.md). CudaLatencySettings times
+    # GPU layers like networks (10 + 30: see there)
+    layer_warmup: int = 3
+    layer_repeats: int = 15
+    # how a table entry is timed: "chain" (each layer inside its network's sequence of layers: weights, inputs
+    # and caches as in a forward pass) or "alone" (the layer called by itself, again and again). Measured on
+    # this suite's CPU (AMD EPYC, batch 1, 1 thread; docs/latency.md): median |error| on 20 random MobileNet V2
+    # 13.1% alone, under 5% in chain; a layer called alone keeps its weights in the nearest caches
+    layer_timing: str = "chain"
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -94,6 +101,8 @@ class LatencySettings:
             raise ValueError(f"latency dtype {self.dtype!r} must be float32, float16 or bfloat16")
         if self.max_cv <= 0:
             raise ValueError(f"latency max_cv={self.max_cv} must be positive")
+        if self.layer_timing not in ("chain", "alone"):
+            raise ValueError(f"latency layer_timing {self.layer_timing!r} must be 'chain' or 'alone'")
         if self.layer_warmup < 0 or self.layer_repeats < 1:
             raise ValueError(f"latency layer_warmup={self.layer_warmup} (>= 0) and layer_repeats="
                              f"{self.layer_repeats} (>= 1) out of range")
@@ -406,9 +415,9 @@ def layer_module(key: LayerKey):
 
 
 def measure_layer(key: LayerKey, settings: LatencySettings, env: dict[str, Any] | None = None) -> Measurement:
-    """One table entry: ``layer_repeats`` timed calls after ``layer_warmup``. Single layers are short
-    (microseconds on a GPU), so their spread is kept, not refused: the table's error is judged on whole
-    networks (``predictor_error``)."""
+    """One layer timed alone (``layer_timing: alone``): ``layer_repeats`` timed calls after ``layer_warmup``.
+    Single layers are short (microseconds on a GPU), so their spread is kept, not refused: the table's error
+    is judged on whole networks (``predictor_error``)."""
     with _own_rng(settings):
         module, inputs = layer_module(key)
         inputs = [x.expand(settings.batch, *x.shape[1:]).clone() for x in inputs]
@@ -416,6 +425,86 @@ def measure_layer(key: LayerKey, settings: LatencySettings, env: dict[str, Any] 
     with _cudnn_benchmark(settings):
         samples = time_calls(lambda: module(*inputs), settings, settings.layer_warmup, settings.layer_repeats)
     return summarize(samples, settings, key_text(key), allow_unstable=True, env=env)
+
+
+def _shapes(key: LayerKey) -> tuple[tuple[int, int], tuple[int, int] | None, tuple[int, int] | None]:
+    """(channels, side) of a layer's input, of its residual input (None without one) and of its output
+    (None for the classifier)."""
+    if key[0] == "conv":
+        _, cin, cout, _k, s, _g, side, _act, add = key
+        out = (cout, _down(side, s))
+        return (cin, side), out if add else None, out
+    if key[0] == "maxpool":
+        return (key[1], key[2]), None, (key[1], _down(key[2], 2))
+    return (key[1], key[2]), None, None
+
+
+def measure_chain(keys: Sequence[LayerKey], settings: LatencySettings) -> dict[LayerKey, list[float]]:
+    """Each layer of ``keys`` (one network's layers, in the order it runs them) timed where it runs: the
+    layers are called one after another, each on the previous one's output where the shapes match (else on a
+    stored tensor of its input's shape), ``layer_warmup`` untimed rounds and ``layer_repeats`` timed ones; on
+    CUDA a pair of events around each layer and one synchronize a round. Returns every timing (ms) of each
+    key: a key met twice in the chain (repeated blocks) has two per round."""
+    import torch
+
+    device = torch.device(settings.device)
+    fmt = torch.channels_last if settings.memory_format_channels_last else torch.contiguous_format
+    dtype = _dtype(settings.dtype)
+    with _own_rng(settings):
+        layers = [(k, layer_module(k)[0].eval().to(device=device, dtype=dtype, memory_format=fmt)) for k in keys]
+        stored: dict[tuple[int, int], Any] = {}
+
+        def tensor(shape: tuple[int, int]):
+            if shape not in stored:
+                c, side = shape
+                stored[shape] = torch.randn(settings.batch, c, side, side, device=device,
+                                            dtype=dtype).contiguous(memory_format=fmt)
+            return stored[shape]
+
+        plan = [(k, m, *_shapes(k)) for k, m in layers]
+        for _k, _m, shape_in, shape_res, _out in plan:  # every tensor allocated before timing starts
+            tensor(shape_in)
+            if shape_res is not None:
+                tensor(shape_res)
+    cuda = settings.device == "cuda"
+    samples: dict[LayerKey, list[float]] = {k: [] for k in keys}
+
+    def one_round(timed: bool) -> None:
+        prev, prev_shape = None, None
+        events = []
+        for key, module, shape_in, shape_res, shape_out in plan:
+            x = prev if prev_shape == shape_in else tensor(shape_in)
+            args = (x,) if shape_res is None else (x, tensor(shape_res))
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                prev = module(*args)
+                end.record()
+                events.append((key, start, end))
+            else:
+                t0 = time.perf_counter()
+                prev = module(*args)
+                if timed:
+                    samples[key].append((time.perf_counter() - t0) * 1e3)
+            prev_shape = shape_out
+        if cuda:
+            torch.cuda.synchronize()
+            if timed:
+                for key, start, end in events:
+                    samples[key].append(start.elapsed_time(end))
+
+    threads = torch.get_num_threads()
+    if not cuda:
+        torch.set_num_threads(settings.threads)
+    try:
+        with _cudnn_benchmark(settings), torch.inference_mode():
+            for _ in range(settings.layer_warmup):
+                one_round(False)
+            for _ in range(settings.layer_repeats):
+                one_round(True)
+    finally:
+        torch.set_num_threads(threads)
+    return samples
 
 
 # --- the predictor -----------------------------------------------------------------------------------------
@@ -460,9 +549,12 @@ class LatencyTable:
     def missing(self, keys: Iterable[LayerKey]) -> list[LayerKey]:
         return sorted({k for k in keys if k not in self.entries}, key=key_text)
 
-    def fill(self, keys: Iterable[LayerKey], progress: bool = False) -> int:
-        """Measure the entries of ``keys`` not in the table; returns how many were measured. Under
-        torch.distributed every rank must call it with the same keys (rank 0 measures, the others receive)."""
+    def fill(self, keys: Sequence[LayerKey], progress: bool = False) -> int:
+        """Measure the entries of ``keys`` (one network's layers in the order it runs them: ``self.keys(arch)``)
+        not in the table; returns how many were measured. Timed in chain, the network's layers up to its last
+        missing one run (``measure_chain``); entries already in the table are kept as they are (a run's
+        predictions do not change under it). Under torch.distributed every rank must call it with the same
+        keys (rank 0 measures, the others receive)."""
         todo = self.missing(keys)
         if not todo:
             return 0
@@ -471,11 +563,28 @@ class LatencyTable:
                            f"(first {key_text(todo[0])}) and measure_missing is off: build them with "
                            f"`python -m repro latency-table --device {self.settings.device}` on that device")
         start = time.perf_counter()
-        self.entries.update(_measure_shared(todo, self.settings, self.environment, progress))
+        keys = list(keys)
+        if self.settings.layer_timing == "chain":
+            last = max(i for i, k in enumerate(keys) if k not in self.entries)
+            measured = _measure_shared(keys[:last + 1], self.settings, self.environment, progress)
+            measured = {k: v for k, v in measured.items() if k not in self.entries}
+        else:
+            measured = _measure_shared(todo, self.settings, self.environment, progress)
+        self.entries.update(measured)
         self.build_seconds += time.perf_counter() - start
         if self.path is not None and time.perf_counter() - self._saved_at > self.autosave_seconds:
             self.save()
         return len(todo)
+
+    def fill_archs(self, archs: Sequence[ArchConfig], progress: bool = False) -> int:
+        """``fill`` each architecture's layers in turn (a progress bar over the architectures when asked);
+        returns how many entries were measured."""
+        it: Iterable[ArchConfig] = archs
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(archs, desc=f"latency table ({self.settings.device})", unit="network")
+        return sum(self.fill(self.keys(a)) for a in it)
 
     def to_dict(self) -> dict[str, Any]:
         return {"device_id": device_id(self.settings), "settings": self.settings.resolved(),
@@ -531,7 +640,8 @@ class LatencyTable:
 
 def _measure_shared(keys: list[LayerKey], settings: LatencySettings, env: dict[str, Any],
                     progress: bool) -> dict[LayerKey, float]:
-    """Measure ``keys``; under torch.distributed rank 0 measures and broadcasts (every rank must call)."""
+    """Measure ``keys`` (a chain, or layers alone, per ``settings.layer_timing``); under torch.distributed
+    rank 0 measures and broadcasts (every rank must call)."""
     from repro.distributed import broadcast_object, rank
 
     return broadcast_object(_measure_keys(keys, settings, env, progress) if rank() == 0 else None)
@@ -539,6 +649,8 @@ def _measure_shared(keys: list[LayerKey], settings: LatencySettings, env: dict[s
 
 def _measure_keys(keys: list[LayerKey], settings: LatencySettings, env: dict[str, Any],
                   progress: bool) -> dict[LayerKey, float]:
+    if settings.layer_timing == "chain":
+        return {k: float(statistics.median(v)) for k, v in measure_chain(keys, settings).items()}
     it: Iterable[LayerKey] = keys
     if progress:
         from tqdm import tqdm
@@ -548,10 +660,10 @@ def _measure_keys(keys: list[LayerKey], settings: LatencySettings, env: dict[str
     return {k: measure_layer(k, settings, env).median_ms for k in it}
 
 
-def timed_fill(table: LatencyTable, keys: Iterable[LayerKey], progress: bool = False) -> tuple[int, float]:
-    """``table.fill(keys)`` and its wall time: (entries measured, seconds)."""
+def timed_fill(table: LatencyTable, archs: Sequence[ArchConfig], progress: bool = False) -> tuple[int, float]:
+    """``table.fill_archs(archs)`` and its wall time: (entries measured, seconds)."""
     t0 = time.perf_counter()
-    n = table.fill(keys, progress)
+    n = table.fill_archs(archs, progress)
     return n, time.perf_counter() - t0
 
 
