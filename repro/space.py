@@ -37,6 +37,7 @@ Choices and why (defaults in ``SpaceConfig``; the profiles set them under ``meth
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -247,8 +248,10 @@ def project(space: SearchSpace, budget: Budget, v: np.ndarray, fill: float = 0.0
     that wants fewer blocks under 300M MobileNet V2 MACs kept all 17 blocks through 20 steps.
     """
     v = space.clip(v)
-    cost = budget.cost(space.decode(v))
-    if cost > budget.limit:
+    arch = space.decode(v)
+    # a vector whose estimate is clearly over the limit is shrunk without its exact cost (a latency budget
+    # would measure it only to move away from it); what _shrink returns is checked with the cost
+    if not budget.estimate_fits(arch, margin=-0.05) or budget.cost(arch) > budget.limit:
         return _shrink(space, budget, v, tol)
     for round_ in range(3 if fill > 0 else 0):  # rounding and depth steps can stop one pass short
         if budget.cost(space.decode(v)) >= fill * budget.limit:
@@ -256,7 +259,8 @@ def project(space: SearchSpace, budget: Budget, v: np.ndarray, fill: float = 0.0
         d = cost_direction(space, budget, v)
         if round_ > 0:  # then only the coordinates that can still grow by 0.01 without breaking the budget
             steps = v + 0.01 * np.eye(space.dim)
-            free = np.array([v[i] < space.upper[i] and budget.fits(space.decode(steps[i])) for i in range(space.dim)])
+            free = np.array([v[i] < space.upper[i] and budget.estimate_fits(space.decode(steps[i]))
+                             for i in range(space.dim)])
             d = d * free if (d * free).any() else (space.upper - v) * free
         v = _grow(space, budget, v, _unheld(space, d, v < space.upper), tol)
     return v
@@ -272,11 +276,26 @@ def _shrink(space: SearchSpace, budget: Budget, v: np.ndarray, tol: float) -> np
     t_hi = _reach(v - lower, d)
     if t_hi is None or not budget.fits(space.decode(space.clip(v - t_hi * d))):
         d, t_hi = v - lower, 1.0  # coordinates the estimate saw as free still cost: shrink all of them
-    t_lo = 0.0
-    while t_hi - t_lo > tol:
-        mid = (t_lo + t_hi) / 2
-        t_lo, t_hi = (t_lo, mid) if budget.fits(space.decode(space.clip(v - mid * d))) else (mid, t_hi)
-    return space.clip(v - t_hi * d)
+    return _boundary(space, budget, lambda t: space.clip(v - t * d), t_hi, 0.0, tol)
+
+
+def _boundary(space: SearchSpace, budget: Budget, point: Callable[[float], np.ndarray], good: float, bad: float,
+              tol: float) -> np.ndarray:
+    """``point(t)`` at the budget's boundary between ``good`` (a step known to meet the budget) and ``bad``,
+    on the good side. Bisection on the budget's estimate (``Budget.estimate``), checked with its cost; when the
+    estimate was too optimistic, bisected again for a limit 1, 3, 10 and 30% lower, then, as a last resort, on
+    the cost itself. So a latency budget measures a few architectures per projection, not one per probe."""
+    def bisect(fits: Callable[[np.ndarray], bool], good: float, bad: float) -> float:
+        while abs(good - bad) > tol:
+            mid = (good + bad) / 2
+            good, bad = (mid, bad) if fits(space.decode(point(mid))) else (good, mid)
+        return good
+
+    for margin in (0.0, 0.01, 0.03, 0.1, 0.3) if budget.estimate is not None else (0.0,):
+        t = bisect(lambda arch, m=margin: budget.estimate_fits(arch, m), good, bad)
+        if budget.fits(space.decode(point(t))):
+            return point(t)
+    return point(bisect(budget.fits, good, bad))
 
 
 def _unheld(space: SearchSpace, d: np.ndarray, movable: np.ndarray) -> np.ndarray:
@@ -299,11 +318,7 @@ def _grow(space: SearchSpace, budget: Budget, v: np.ndarray, d: np.ndarray, tol:
     t_hi = _reach(upper - v, d)
     if t_hi is None:
         return v
-    t_lo = 0.0
-    while t_hi - t_lo > tol:
-        mid = (t_lo + t_hi) / 2
-        t_lo, t_hi = (mid, t_hi) if budget.fits(space.decode(space.clip(v + mid * d))) else (t_lo, mid)
-    return space.clip(v + t_lo * d)
+    return _boundary(space, budget, lambda t: space.clip(v + t * d), 0.0, t_hi, tol)
 
 
 def _reach(room: np.ndarray, d: np.ndarray) -> float | None:

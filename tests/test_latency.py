@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,25 @@ def test_layers_are_timed_in_their_networks_chain_and_present_entries_are_kept(m
         LatencySettings("cpu", layer_timing="sideways")
 
 
+def test_the_estimate_is_the_prediction_where_nothing_is_missing_and_never_measures():
+    from repro.cost.latency import layer_class, layer_work
+
+    arch = random_archs("mobilenet_v2", 1, seed=5)[0]
+    keys = list(layer_keys(arch))
+    entries = {k: 0.002 * layer_work(k) ** 0.5 for k in set(keys)}
+    full = LatencyTable(QUICK, dict(entries), measure_missing=False)
+    assert full.estimate(arch) == full.predict(arch)
+    # one layer missing: estimated from its kind's ms per MAC, nothing measured (measure_missing is off)
+    gone = keys[3]
+    part = LatencyTable(QUICK, {k: v for k, v in entries.items() if k != gone}, measure_missing=False)
+    same_kind = [k for k in part.entries if layer_class(k) == layer_class(gone)]
+    rate = statistics.median(part.entries[k] / layer_work(k) for k in same_kind)
+    assert part.estimate(arch) == pytest.approx(full.predict(arch) - entries[gone] + rate * layer_work(gone))
+    assert gone not in part.entries
+    with pytest.raises(KeyError, match="measure_missing is off"):
+        part.predict(arch)
+
+
 def test_measuring_leaves_the_callers_random_streams_and_cudnn_setting_alone(tmp_path):
     """The table fills inside a search, between training steps: it must not reseed them."""
     table = LatencyTable(QUICK, environment={"device_name": "test"})
@@ -227,6 +247,11 @@ def test_latency_constraints_are_against_the_same_runs_reference(tmp_path):
     out = compare_latency(small, ArchConfig.uniform("mobilenet_v1", 0.5, 64), QUICK, rounds=2)
     assert out["ratio"] == pytest.approx(out["ms"] / out["reference_ms"])
     assert out["rounds"] == 2 and out["settings"] == QUICK.resolved() and out["kind"] == "cpu"
+    assert not out["same_as_reference"]
+    # the reference network against itself (a uniform row at its own column): one measurement a round, ratio 1
+    ref = ArchConfig.uniform("mobilenet_v1", 0.5, 64)
+    same = compare_latency(ref.replace(num_classes=16), ref, QUICK, rounds=2)
+    assert same["same_as_reference"] and same["ratio"] == 1.0 and same["ms"] == same["reference_ms"]
 
 
 def test_gpu_latency_is_not_run_without_a_gpu(tmp_path):

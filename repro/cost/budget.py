@@ -25,9 +25,17 @@ class Budget:
     # a cheaper cost with the same trend, for estimating the cost's direction (repro.space.cost_direction)
     # where each new architecture of ``cost`` is expensive (latency: new layers are measured); None: ``cost``
     direction_cost: Callable[[ArchConfig], float] | None = None
+    # a cheap approximation of ``cost`` that places a projection's bisection probes (repro.space.project);
+    # what the projection returns is always checked with ``cost``. Latency: the table's prediction with the
+    # layers it lacks estimated instead of measured. None: ``cost``
+    estimate: Callable[[ArchConfig], float] | None = None
 
     def fits(self, arch: ArchConfig) -> bool:
         return self.cost(arch) <= self.limit
+
+    def estimate_fits(self, arch: ArchConfig, margin: float = 0.0) -> bool:
+        """Whether the estimate (or the cost, without one) is within ``(1 - margin)`` of the limit."""
+        return (self.estimate or self.cost)(arch) <= self.limit * (1.0 - margin)
 
     def ratio(self, arch: ArchConfig) -> float:
         return self.cost(arch) / self.limit

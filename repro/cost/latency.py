@@ -19,8 +19,13 @@ norm, an optional residual addition and its activation (``conv``), the stem's ma
 pooled classifier (``head``), each keyed by every shape that changes its cost (channels in and out, kernel,
 stride, groups, input side, activation, addition). ``layer_keys(arch)`` lists them from the ArchConfig alone,
 in the order the network runs them (checked against the built network in the tests). The predicted latency is
-the sum of the layers' table entries, each the median latency of that layer alone measured as above (the
-lookup-table predictor of NetAdapt and once-for-all).
+the sum of the layers' table entries (the lookup-table predictor of NetAdapt and once-for-all). An entry is
+the median time of its layer *timed in chain* (``measure_chain``): the network's layers run one after
+another, each timed where it runs, so it meets its weights, input and caches as in a forward pass (and, on a
+GPU, overlaps its launch with the previous layer's work). Timed alone (``layer_timing: alone``), a layer
+called again and again keeps its weights in the nearest caches and pays launch costs a network hides: on
+this suite's CPU the sum then missed whole networks by 13-16% (median over 20 random MobileNet V2), in chain
+by 4-5%; on an H100 at batch 256, 7.3% against 1.7% (MobileNet V1; docs/latency.md).
 
 The shapes a space can produce are too many to measure up front (MobileNet V1's last pointwise layer alone
 has 128 x 128 channel pairs at each of 17 resolutions), so the table is filled lazily: a missing entry is
@@ -66,7 +71,7 @@ class LatencySettings:
     widths; at 64, 1.49 / 1.52 / 2.23 / 2.75 ms at 0.25 / 0.5 / 0.75 / 1.0x, still launch-bound below 0.5x,
     and the table's sum of single layers was off by 21% (median over 20 random networks: a layer alone pays
     launch costs that a whole network overlaps); at 256, 2.84 / 5.06 / 7.43 / 9.61 ms and a median error of
-    6.4%."""
+    6.4% (layers timed alone; timed in chain on an H100 at 256: 1.7%)."""
 
     device: str = "cpu"  # cpu | cuda
     batch_size: int | None = None
@@ -78,15 +83,17 @@ class LatencySettings:
     max_cv: float = 0.15  # refuse a measurement whose coefficient of variation is above this
     # rounds of a table fill (``measure_chain``: each round runs a network's layers once, timing each; or, with
     # layer_timing "alone", calls of one layer): fewer than a network's repeats on a CPU, where a search meets
-    # thousands of new layer shapes (a 2-epoch MobileNet V2 search on the test data met 5,705); 3 + 15 halved
-    # the predictor's error against 2 + 5 on this suite's CPU (docs/latency.md). CudaLatencySettings times
+    # thousands of new layer shapes (a 2-epoch MobileNet V2 search on the test data met 5,705). In chain on
+    # this suite's CPU, 3 + 15 gave a median error of 4.2-4.7% (max 11-44%) on 20 random MobileNet V2 where
+    # 2 + 5 gave 4.5-7.7% (max 44-84%), two or three runs each (docs/latency.md). CudaLatencySettings times
     # GPU layers like networks (10 + 30: see there)
     layer_warmup: int = 3
     layer_repeats: int = 15
     # how a table entry is timed: "chain" (each layer inside its network's sequence of layers: weights, inputs
     # and caches as in a forward pass) or "alone" (the layer called by itself, again and again). Measured on
     # this suite's CPU (AMD EPYC, batch 1, 1 thread; docs/latency.md): median |error| on 20 random MobileNet V2
-    # 13.1% alone, under 5% in chain; a layer called alone keeps its weights in the nearest caches
+    # 13-16% alone (the sum too low), 4-5% in chain; a layer called alone keeps its weights in the nearest
+    # caches
     layer_timing: str = "chain"
 
     def __post_init__(self) -> None:
@@ -364,6 +371,27 @@ _LAYERS: dict[str, Callable[[ArchConfig, int, int], tuple[LayerKey, ...]]] = {
 }
 
 
+def layer_class(key: LayerKey) -> tuple:
+    """The kind of a layer for ``LatencyTable.estimate``: convolutions by kernel, stride and whether they are
+    depthwise; the max-pool; the classifier."""
+    if key[0] == "conv":
+        _, cin, cout, k, s, groups, *_ = key
+        return ("conv", k, s, groups > 1 and groups == cin == cout)
+    return (key[0],)
+
+
+def layer_work(key: LayerKey) -> float:
+    """Multiply-accumulates of a layer (a max-pool: its comparisons; the classifier: its pooling and MACs),
+    at least 1."""
+    if key[0] == "conv":
+        _, cin, cout, k, s, groups, side, *_ = key
+        return max(1.0, cin / groups * cout * k * k * _down(side, s) ** 2)
+    if key[0] == "maxpool":
+        return max(1.0, 9.0 * key[1] * _down(key[2], 2) ** 2)
+    _, c, side, classes = key
+    return max(1.0, c * side * side + c * classes)
+
+
 def key_text(key: LayerKey) -> str:
     return ":".join(str(x) for x in key)
 
@@ -527,6 +555,8 @@ class LatencyTable:
     autosave_seconds: float = 30.0
     _cache: dict[ArchConfig, tuple[LayerKey, ...]] = field(default_factory=dict, repr=False)
     _saved_at: float = field(default=0.0, repr=False)
+    _rate_cache: dict[tuple, float] = field(default_factory=dict, repr=False)
+    _rates_at: int = field(default=-1, repr=False)
 
     def keys(self, arch: ArchConfig) -> tuple[LayerKey, ...]:
         found = self._cache.get(arch)
@@ -545,6 +575,34 @@ class LatencyTable:
         except KeyError:
             self.fill(keys)
             return math.fsum(self.entries[k] for k in keys)
+
+    def estimate(self, arch: ArchConfig) -> float:
+        """``predict`` without measuring: an entry the table lacks is estimated as its layer's work
+        (``layer_work``) times the median ms per unit of work of the table's layers of the same kind
+        (``layer_class``); exactly ``predict`` when nothing is missing. The projection of a latency-constrained
+        search places its bisection probes with it and checks what it returns with ``predict`` (which
+        measures), so a projection measures a few architectures, not one per probe. Measures when the table
+        has no layer of a missing layer's kind yet."""
+        keys = self.keys(arch)
+        total = []
+        for k in keys:
+            value = self.entries.get(k)
+            if value is None:
+                rate = self._rates().get(layer_class(k))
+                if rate is None:
+                    return self.predict(arch)
+                value = rate * layer_work(k)
+            total.append(value)
+        return math.fsum(total)
+
+    def _rates(self) -> dict[tuple, float]:
+        if self._rates_at != len(self.entries):
+            per: dict[tuple, list[float]] = {}
+            for k, v in self.entries.items():
+                per.setdefault(layer_class(k), []).append(v / layer_work(k))
+            self._rate_cache = {c: float(statistics.median(r)) for c, r in per.items()}
+            self._rates_at = len(self.entries)
+        return self._rate_cache
 
     def missing(self, keys: Iterable[LayerKey]) -> list[LayerKey]:
         return sorted({k for k in keys if k not in self.entries}, key=key_text)
@@ -727,10 +785,10 @@ LATENCY_DEVICE = {"cpu_latency": "cpu", "gpu_latency": "cuda"}
 @dataclass(frozen=True)
 class CudaLatencySettings(LatencySettings):
     """``LatencySettings`` whose device defaults to CUDA (a profile's ``latency.cuda`` section). A GPU table
-    entry gets the whole network's warm-up and repetitions: measured on an H200 (docs/latency_evidence/),
-    2 + 5 calls per layer gave a median error of 13.3% on 20 random MobileNet V1 (mean +17.1%) where 10 + 30
-    gave 6.4% (+7.0%), and were not faster (59 s against 47 s for 402 layers: cuDNN's autotuning of each
-    new shape dominates)."""
+    entry gets the whole network's warm-up and repetitions: measured on an H200 (docs/latency_evidence/,
+    layers timed alone), 2 + 5 calls per layer gave a median error of 13.3% on 20 random MobileNet V1 (mean
+    +17.1%) where 10 + 30 gave 6.4% (+7.0%), and were not faster (59 s against 47 s for 402 layers:
+    cuDNN's autotuning of each new shape dominates)."""
 
     device: str = "cuda"
     layer_warmup: int = 10
@@ -827,20 +885,27 @@ def latency_budget(device: str, multiplier: float, family: str):
     # the projection's direction from MACs: central differences of the prediction in every coordinate would
     # measure ~2 new layer shapes per coordinate per projection (4,543 layers in a 2-epoch test search)
     return Budget(lambda arch: table.predict(arch.with_imagenet_geometry()), limit, "ms",
-                  direction_cost=lambda arch: float(count_macs(arch.with_imagenet_geometry())))
+                  direction_cost=lambda arch: float(count_macs(arch.with_imagenet_geometry())),
+                  estimate=lambda arch: table.estimate(arch.with_imagenet_geometry()))
 
 
 def compare_latency(arch: ArchConfig, reference: ArchConfig, settings: LatencySettings, rounds: int = 3,
                     allow_unstable: bool = False) -> dict[str, Any]:
     """``arch`` and ``reference`` measured alternately, ``rounds`` times each, in this process: the median of
-    each one's round medians, their ratio, and everything the numbers depend on (a record's ``latency``)."""
+    each one's round medians, their ratio, and everything the numbers depend on (a record's ``latency``).
+
+    When ``arch`` is the reference network itself (a uniform row at its own column), it is measured once per
+    round and the ratio is exactly 1 (``same_as_reference``): on this suite's CPU two alternating
+    measurements of one network differed by 2.6-6.3%, which would have read as a limit exceeded."""
+    same = arch.with_imagenet_geometry() == reference.with_imagenet_geometry()
     found, ref = [], []
     for _ in range(rounds):
         ref.append(measure_arch(reference, settings, allow_unstable))
-        found.append(measure_arch(arch, settings, allow_unstable))
+        found.append(ref[-1] if same else measure_arch(arch, settings, allow_unstable))
     ms = statistics.median(m.median_ms for m in found)
     ref_ms = statistics.median(m.median_ms for m in ref)
     return {"device": found[0].environment["device_name"], "kind": settings.device, "batch_size": settings.batch,
             "ms": ms, "reference_ms": ref_ms, "ratio": ms / ref_ms, "cv": max(m.cv for m in found),
-            "reference_cv": max(m.cv for m in ref), "rounds": rounds, "reference_arch": reference.to_dict(),
-            "settings": settings.resolved(), "environment": found[0].environment}
+            "reference_cv": max(m.cv for m in ref), "rounds": rounds, "same_as_reference": same,
+            "reference_arch": reference.to_dict(), "settings": settings.resolved(),
+            "environment": found[0].environment}
