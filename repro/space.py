@@ -282,20 +282,32 @@ def _shrink(space: SearchSpace, budget: Budget, v: np.ndarray, tol: float) -> np
 def _boundary(space: SearchSpace, budget: Budget, point: Callable[[float], np.ndarray], good: float, bad: float,
               tol: float) -> np.ndarray:
     """``point(t)`` at the budget's boundary between ``good`` (a step known to meet the budget) and ``bad``,
-    on the good side. Bisection on the budget's estimate (``Budget.estimate``), checked with its cost; when the
-    estimate was too optimistic, bisected again for a limit 1, 3, 10 and 30% lower, then, as a last resort, on
-    the cost itself. So a latency budget measures a few architectures per projection, not one per probe."""
-    def bisect(fits: Callable[[np.ndarray], bool], good: float, bad: float) -> float:
-        while abs(good - bad) > tol:
-            mid = (good + bad) / 2
-            good, bad = (mid, bad) if fits(space.decode(point(mid))) else (good, mid)
-        return good
+    on the good side. With an estimate (``Budget.estimate``), bisection on the estimate times a scale, the
+    result checked with the cost, and the scale set to the cost / estimate ratio found there, up to four
+    times (a secant step: a few costed architectures per projection, not one per probe; a latency budget
+    measures each); the point that meets the budget closest to its limit is kept, and if none did, the cost
+    itself is bisected. Without an estimate, the cost is bisected."""
+    def bisect(fits: Callable[[ArchConfig], bool]) -> float:
+        g, b = good, bad
+        while abs(g - b) > tol:
+            mid = (g + b) / 2
+            g, b = (mid, b) if fits(space.decode(point(mid))) else (g, mid)
+        return g
 
-    for margin in (0.0, 0.01, 0.03, 0.1, 0.3) if budget.estimate is not None else (0.0,):
-        t = bisect(lambda arch, m=margin: budget.estimate_fits(arch, m), good, bad)
-        if budget.fits(space.decode(point(t))):
-            return point(t)
-    return point(bisect(budget.fits, good, bad))
+    if budget.estimate is not None:
+        scale, best, best_cost = 1.0, None, -math.inf
+        for _ in range(4):
+            t = bisect(lambda arch, s=scale: s * budget.estimate(arch) <= budget.limit)
+            arch = space.decode(point(t))
+            cost, estimate = budget.cost(arch), budget.estimate(arch)
+            if best_cost < cost <= budget.limit:
+                best, best_cost = point(t), cost
+            if budget.limit * 0.99 <= cost <= budget.limit or estimate <= 0:
+                break
+            scale = cost / estimate * (1.0 if cost <= budget.limit else 1.01)
+        if best is not None:
+            return best
+    return point(bisect(budget.fits))
 
 
 def _unheld(space: SearchSpace, d: np.ndarray, movable: np.ndarray) -> np.ndarray:

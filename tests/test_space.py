@@ -182,3 +182,14 @@ def test_projection_with_an_estimate_checks_what_it_returns_with_the_cost(bias):
             assert exact.fits(space.decode(out)), (bias, fill)
             project(space, plain, v, fill)
     assert len(asked) < len(asked_plain) / (2 if bias == 1.0 else 1)
+
+
+def test_an_estimated_budget_costs_by_its_estimate():
+    """The joint search projects its weight-step samples (trained, not scored) with ``Budget.estimated``."""
+    import dataclasses
+
+    exact = flops_budget(150e6)
+    assert exact.estimated() is exact
+    rough = dataclasses.replace(exact, estimate=lambda arch: 2 * exact.cost(arch))
+    arch = ArchConfig.uniform("mobilenet_v2", 0.5)
+    assert rough.estimated().cost(arch) == 2 * exact.cost(arch) and rough.estimated().estimate is None

@@ -33,6 +33,13 @@ class Budget:
     def fits(self, arch: ArchConfig) -> bool:
         return self.cost(arch) <= self.limit
 
+    def estimated(self) -> Budget:
+        """This budget with its estimate as the cost (itself without an estimate): for vectors that are
+        not scored and need not meet the limit exactly (the joint search's weight-step samples)."""
+        if self.estimate is None:
+            return self
+        return Budget(self.estimate, self.limit, self.unit, self.direction_cost)
+
     def estimate_fits(self, arch: ArchConfig, margin: float = 0.0) -> bool:
         """Whether the estimate (or the cost, without one) is within ``(1 - margin)`` of the limit."""
         return (self.estimate or self.cost)(arch) <= self.limit * (1.0 - margin)

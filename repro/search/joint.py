@@ -3,7 +3,10 @@
 ``joint_search`` alternates, for ``total_steps`` weight steps:
 
 * a **weight step**: an architecture sampled around the current vector (``project(v + sigma * z)``) is
-  trained on one sub-train batch with the shared weights;
+  trained on one sub-train batch with the shared weights. It is trained, not scored, so it is projected
+  with the budget's estimate where the budget has one (``Budget.estimated``: a latency table's prediction
+  without measuring the layers it lacks), which keeps a latency search from timing a new network at every
+  weight step;
 * every ``hyper_every`` weight steps (after the first ``hyper_start`` of the run, while the shared weights
   are still near their initialisation and say nothing about architectures), a **hyperparameter step**:
   ``2 * pairs`` antithetic perturbations and the centre are projected onto the budget, scored on one
@@ -144,10 +147,11 @@ def joint_search(space: SearchSpace, budget: Budget, cfg: JointConfig, total_ste
     rng = np.random.default_rng()
     rng.bit_generator.state = st.rng
     hyper_at = set(hyper_steps_of(cfg, total_steps))
+    sampling = budget.estimated()  # weight-step samples are trained, not scored: see the module docstring
     n_hyper = len(hyper_at)
     for step in range(st.next_step, total_steps):
         noise = rng.standard_normal(space.dim) * st.sigma * cfg.sample_sigma
-        sample = project(space, budget, st.v + noise, cfg.fill)
+        sample = project(space, sampling, st.v + noise, cfg.fill)
         weight_loss = problem.weight_step(space.decode(sample), step)
         st.next_step = step + 1
         if progress is not None:
