@@ -48,6 +48,9 @@ class SearchResult:
     arch: ArchConfig  # at ImageNet geometry (1000 classes): the pipeline sets the data set's class count
     weights: dict[str, Any] | None = None  # for "finetune" methods: the pruned network's state_dict
     info: dict[str, Any] = field(default_factory=dict)  # anything worth recording (trajectory file, ...)
+    # the search's wall time when it ran earlier and was reused (a cell rerun to measure again); None: the
+    # pipeline times ``search`` itself
+    seconds: float | None = None
 
 
 class Method:

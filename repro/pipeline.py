@@ -156,7 +156,7 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
     ctx = Context(profile, seed, data, Path(results), device, log, quiet)
     start = time.perf_counter()
     found = method.search(family, variant, constraint, ctx)
-    search_seconds = time.perf_counter() - start
+    search_seconds = time.perf_counter() - start if found.seconds is None else found.seconds
     if table is not None:
         _save_table(table, log)
     retrain = retrain_arch(found.arch, method.retrain, found.weights, profile, seed, data, Path(results), device,

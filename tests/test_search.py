@@ -305,6 +305,7 @@ def test_a_latency_cell_searches_under_the_predictor_and_measures_against_the_re
     again, ran = run_cell("proposed", "channel+input", "mobilenet_v1", limit, profile, 0, data, tmp_path,
                           log=logs.append, quiet=True)
     assert ran and again.arch == record.arch and any("search already done" in line for line in logs)
+    assert again.search_seconds == pytest.approx(info["seconds"])  # the search's own time, not the reuse's
     # the uniform row of the column is the reference itself
     uniform, _ = run_cell("uniform", "channel", "mobilenet_v1", limit, profile, 0, data, tmp_path,
                           log=lambda s: None, quiet=True)

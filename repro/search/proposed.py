@@ -166,16 +166,18 @@ class Proposed(Method):
                         data=ctx.data.identity(), seed=ctx.seed, **({"latency": latency} if latency else {}))
         folder = Path(ctx.results) / SEARCHES / key
         done = folder / "result.json"
+        seconds = None
         if done.is_file():  # a finished search is an artifact: a cell rerun (e.g. to measure again) reuses it
             summary = json.loads(done.read_text())
             arch = ArchConfig.from_dict(summary["arch"])
-            ctx.log(f"search already done: {done}")
+            seconds = float(summary["seconds"])  # the record keeps the search's own time, not the reuse's
+            ctx.log(f"search already done: {done} ({seconds:.0f} s when it ran)")
         else:
             outcome, summary = run_search(space, budget, cfg, recipe, ctx, folder)
             arch = outcome.arch
         info = {"key": key, "folder": str(folder.relative_to(ctx.results)), "config": to_mapping(cfg),
                 **{k: v for k, v in summary.items() if k != "arch"}}
-        return SearchResult(arch.with_imagenet_geometry(), info=info)
+        return SearchResult(arch.with_imagenet_geometry(), info=info, seconds=seconds)
 
 
 def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any, folder: Path):
