@@ -251,7 +251,8 @@ def project(space: SearchSpace, budget: Budget, v: np.ndarray, fill: float = 0.0
     arch = space.decode(v)
     # a vector whose estimate is clearly over the limit is shrunk without its exact cost (a latency budget
     # would measure it only to move away from it); what _shrink returns is checked with the cost
-    if not budget.estimate_fits(arch, margin=-0.05) or budget.cost(arch) > budget.limit:
+    clearly_over = budget.estimate is not None and not budget.estimate_fits(arch, margin=-0.05)
+    if clearly_over or budget.cost(arch) > budget.limit:
         return _shrink(space, budget, v, tol)
     for round_ in range(3 if fill > 0 else 0):  # rounding and depth steps can stop one pass short
         if budget.cost(space.decode(v)) >= fill * budget.limit:

@@ -10,7 +10,7 @@ pipeline opens and activates it). ``register_cost_model`` plugs in another model
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from repro.arch import ArchConfig
 
@@ -36,9 +36,7 @@ class Budget:
     def estimated(self) -> Budget:
         """This budget with its estimate as the cost (itself without an estimate): for vectors that are
         not scored and need not meet the limit exactly (the joint search's weight-step samples)."""
-        if self.estimate is None:
-            return self
-        return Budget(self.estimate, self.limit, self.unit, self.direction_cost)
+        return self if self.estimate is None else replace(self, cost=self.estimate, estimate=None)
 
     def estimate_fits(self, arch: ArchConfig, margin: float = 0.0) -> bool:
         """Whether the estimate (or the cost, without one) is within ``(1 - margin)`` of the limit."""

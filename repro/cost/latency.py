@@ -207,9 +207,7 @@ def time_calls(fn: Callable[[], Any], settings: LatencySettings, warmup: int | N
                 end.record()
             torch.cuda.synchronize()
             return [start.elapsed_time(end) for start, end in events]
-        threads = torch.get_num_threads()
-        torch.set_num_threads(settings.threads)
-        try:
+        with _cpu_threads(settings):
             for _ in range(warmup):
                 fn()
             samples = []
@@ -218,8 +216,23 @@ def time_calls(fn: Callable[[], Any], settings: LatencySettings, warmup: int | N
                 fn()
                 samples.append((time.perf_counter() - t0) * 1e3)
             return samples
-        finally:
-            torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _cpu_threads(settings: LatencySettings):
+    """``torch.set_num_threads(settings.threads)`` while measuring on a CPU, as it was afterwards (nothing on
+    CUDA)."""
+    import torch
+
+    if settings.device == "cuda":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def summarize(samples: Sequence[float], settings: LatencySettings, what: str,
@@ -479,7 +492,7 @@ def measure_chain(keys: Sequence[LayerKey], settings: LatencySettings) -> dict[L
     fmt = torch.channels_last if settings.memory_format_channels_last else torch.contiguous_format
     dtype = _dtype(settings.dtype)
     with _own_rng(settings):
-        layers = [(k, layer_module(k)[0].eval().to(device=device, dtype=dtype, memory_format=fmt)) for k in keys]
+        layers = [(k, _prepare(layer_module(k)[0], [], settings)[0]) for k in keys]
         stored: dict[tuple[int, int], Any] = {}
 
         def tensor(shape: tuple[int, int]):
@@ -521,17 +534,11 @@ def measure_chain(keys: Sequence[LayerKey], settings: LatencySettings) -> dict[L
                 for key, start, end in events:
                     samples[key].append(start.elapsed_time(end))
 
-    threads = torch.get_num_threads()
-    if not cuda:
-        torch.set_num_threads(settings.threads)
-    try:
-        with _cudnn_benchmark(settings), torch.inference_mode():
-            for _ in range(settings.layer_warmup):
-                one_round(False)
-            for _ in range(settings.layer_repeats):
-                one_round(True)
-    finally:
-        torch.set_num_threads(threads)
+    with _cpu_threads(settings), _cudnn_benchmark(settings), torch.inference_mode():
+        for _ in range(settings.layer_warmup):
+            one_round(False)
+        for _ in range(settings.layer_repeats):
+            one_round(True)
     return samples
 
 
