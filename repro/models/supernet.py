@@ -29,17 +29,20 @@ from torch.func import functional_call
 
 from repro.arch import ArchConfig, family_spec
 from repro.models import build_model
+from repro.models.prune import MARK, marked_network
 
 # the Sequential that holds the blocks, and whether it starts with a stem / ends with a head layer
 _BLOCKS = {"mobilenet_v1": ("features", 1, 0), "mobilenet_v2": ("features", 1, 1), "resnet50": ("blocks", 0, 0)}
 _CACHE_SIZE = 64
-_MARK = 1 << 20  # channel counts at or above this mark a width slot (SuperNet._structure)
 
 
 class SuperNet(nn.Module):
-    def __init__(self, family: str, num_classes: int = 1000, resolution: int = 224):
+    def __init__(self, family: str, num_classes: int = 1000, resolution: int = 224,
+                 max_arch: ArchConfig | None = None):
         super().__init__()
-        self.max_arch = ArchConfig.canonical(family, resolution, num_classes)
+        # the widest network it runs: the canonical one unless a method's space is wider (MetaPruning's V2)
+        self.max_arch = (ArchConfig.canonical(family, resolution, num_classes) if max_arch is None
+                         else max_arch.replace(num_classes=num_classes, resolution=resolution))
         self.net = build_model(self.max_arch)
         self.arch = self.max_arch
         self.batch_stats = False
@@ -60,10 +63,13 @@ class SuperNet(nn.Module):
             for m in small.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.train()
+        return functional_call(small, self._tensors(names, self.arch), (x,), strict=True)
+
+    def _tensors(self, names: dict[str, tuple[str, tuple[int, ...]]], arch: ArchConfig) -> dict[str, torch.Tensor]:
+        """The tensors ``arch``'s network runs on: views of the shared ones (a subclass may make them)."""
         shared = dict(self.net.named_parameters())
         shared.update(self.net.named_buffers())
-        tensors = {name: _leading(shared[src], shape) for name, (src, shape) in names.items()}
-        return functional_call(small, tensors, (x,), strict=True)
+        return {name: _leading(shared[src], shape) for name, (src, shape) in names.items()}
 
     @torch.no_grad()
     def extract(self, arch: ArchConfig | None = None) -> nn.Module:
@@ -72,9 +78,8 @@ class SuperNet(nn.Module):
         arch = self.arch if arch is None else arch
         self._check(arch)
         _, names = self._structure(arch)
-        shared = self.net.state_dict()
         model = build_model(arch)
-        model.load_state_dict({name: _leading(shared[src], shape).clone() for name, (src, shape) in names.items()})
+        model.load_state_dict({name: t.detach().clone() for name, t in self._tensors(names, arch).items()})
         return model.to(next(self.net.parameters()).device).eval()
 
     # --- internals
@@ -97,15 +102,8 @@ class SuperNet(nn.Module):
             self._structures.move_to_end(arch.depths)
             small, plan = self._structures[arch.depths]
         else:
-            # built with width _MARK + i for slot i (a tied group takes its first slot's), so that every
-            # channel dimension of every tensor says which slot's width it is
-            spec = self.max_arch.spec
-            marks = list(range(_MARK, _MARK + spec.num_widths))
-            for group in spec.ties:
-                for i in group:
-                    marks[i] = _MARK + group[0]
-            with torch.device("meta"):
-                small = build_model(self.max_arch.replace(widths=tuple(marks), depths=arch.depths), init=False)
+            # every channel dimension of every tensor says which slot's width it is (repro.models.prune)
+            small = marked_network(self.max_arch.replace(depths=arch.depths))
             plan = [(f"{small_prefix}.{rel}", f"{shared_prefix}.{rel}", tuple(t.shape))
                     for small_prefix, module, shared_prefix in self._pairs(small, arch)
                     for rel, t in [*module.named_parameters(), *module.named_buffers()]]
@@ -113,7 +111,7 @@ class SuperNet(nn.Module):
             if len(self._structures) > _CACHE_SIZE:
                 self._structures.popitem(last=False)
         w = arch.widths
-        names = {name: (src, tuple(w[d - _MARK] if d >= _MARK else d for d in dims)) for name, src, dims in plan}
+        names = {name: (src, tuple(w[d - MARK] if d >= MARK else d for d in dims)) for name, src, dims in plan}
         return small, names
 
     def _pairs(self, small: nn.Module, arch: ArchConfig):
