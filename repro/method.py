@@ -69,6 +69,12 @@ class Method:
         override it; the default is the profile's entry as written."""
         return methods.get(self.name)
 
+    def retrain_recipe(self, profile: Any, family: str) -> Any:
+        """The recipe the found architecture is (re)trained with: the profile's for the family. Fine-tuning
+        methods apply their paper's fine-tuning changes (a shorter run, a lower learning rate) from their
+        settings."""
+        return profile.train_for(family)
+
     def check(self, variant: str) -> None:
         if variant not in self.variants:
             raise ValueError(f"method {self.name!r} has no variant {variant!r}; it has: {', '.join(self.variants)}")

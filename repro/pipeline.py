@@ -115,6 +115,34 @@ class Context:
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def reference(self, family: str) -> tuple[Any, RunRecord]:
+        """The family's full network (the canonical 1.0x, maximum depth) trained from scratch with the profile's
+        recipe on the full training split: the trained network that the pruning baselines start from. It is
+        the retraining artifact of that architecture (trained once per profile, data and seed, and shared
+        with any cell that ends in the same network); returns the model, loaded, and its record."""
+        import torch
+
+        from repro.models import build_model
+
+        arch = ArchConfig.canonical(family)
+        record = retrain_arch(arch, "scratch", None, self.profile, self.seed, self.data, self.results, self.device,
+                              self.log)
+        model = build_model(arch.replace(num_classes=self.data.num_classes))
+        state = torch.load(Path(self.results) / record.artifacts["weights"], map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        return model, record
+
+    def subsets(self, family: str, batch_size: int | None = None) -> Any:
+        """Loaders over sub-train and sub-eval (``repro.train.subsets.SubsetData``) with the family's recipe."""
+        from repro.train.subsets import SubsetData
+        from repro.train.trainer import resolve_device
+
+        recipe = self.profile.train_for(family)
+        return SubsetData.open(self.data.folder, self.data.sub_train, self.data.sub_eval, self.data.base_resolution,
+                               batch_size or recipe.batch_size, recipe.eval_batch_size, self.seed,
+                               self.device or resolve_device(), self.profile.data.workers, recipe.crop_scale,
+                               recipe.channels_last)
+
 
 def cell_key(method: str, variant: str, family: str, constraint: Constraint, profile: Profile, seed: int,
              data: PreparedData) -> str:
@@ -160,7 +188,7 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
     if table is not None:
         _save_table(table, log)
     retrain = retrain_arch(found.arch, method.retrain, found.weights, profile, seed, data, Path(results), device,
-                           log)
+                           log, recipe=method.retrain_recipe(profile, family))
     arch = found.arch.with_imagenet_geometry()
     latency = None if table is None else _measure_latency(arch, constraint, table, log)
     record = RunRecord(
@@ -225,14 +253,15 @@ def _measure_latency(arch: ArchConfig, constraint: Constraint, table: Any,
 
 def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile: Profile, seed: int,
                  data: PreparedData, results: Path, device: Any = None,
-                 log: Callable[[str], None] = print) -> RunRecord:
-    """Train ``arch`` as ``protocol`` says, once per distinct input; its own record (kind "retrain")."""
+                 log: Callable[[str], None] = print, recipe: Any = None) -> RunRecord:
+    """Train ``arch`` as ``protocol`` says (with ``recipe``, by default the profile's for the family), once per
+    distinct input; its own record (kind "retrain")."""
     import torch
 
     from repro.models import build_model
     from repro.train.trainer import TrainData, fit
 
-    recipe = profile.train_for(arch.family)
+    recipe = profile.train_for(arch.family) if recipe is None else recipe
     weights_id = None if weights is None else _state_hash(weights)
     key = input_key(kind="retrain", arch=arch.with_imagenet_geometry().to_dict(), protocol=protocol,
                     recipe=to_mapping(recipe), data=data.identity(), seed=seed, weights=weights_id,

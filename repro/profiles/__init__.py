@@ -99,14 +99,18 @@ class Profile:
                 raise ConfigError(f"train_by_family.{family}: not a family; allowed: {', '.join(FAMILIES)}")
             self.train_for(family)  # type-check the merged recipe now, not when a cell runs
 
-    def train_for(self, family: str) -> TrainConfig:
-        """``train`` with this family's changes applied."""
-        changes = self.train_by_family.get(family)
-        if not changes:
-            return self.train
+    def train_for(self, family: str, changes: dict[str, Any] | None = None, where: str = "") -> TrainConfig:
+        """``train`` with this family's changes applied, then ``changes`` (a method's fine-tuning recipe,
+        named ``where`` in errors)."""
         from dataclasses import asdict
 
-        return from_mapping(TrainConfig, {**asdict(self.train), **changes}, f"train_by_family.{family}")
+        recipe = self.train
+        family_changes = self.train_by_family.get(family)
+        if family_changes:
+            recipe = from_mapping(TrainConfig, {**asdict(recipe), **family_changes}, f"train_by_family.{family}")
+        if changes:
+            recipe = from_mapping(TrainConfig, {**asdict(recipe), **changes}, where or "recipe changes")
+        return recipe
 
 
 def profile_path(name_or_path: str | Path) -> Path:
