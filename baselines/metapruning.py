@@ -1,0 +1,309 @@
+"""MetaPruning (Liu et al., ICCV 2019; public code liuzechun/MetaPruning) as a ``Method``: ``metapruning``,
+variant *Channel*.
+
+1. **PruningNet** (``baselines.metapruning_net``): the widest network of MetaPruning's encoding with weights
+   generated from the encoding; trained on *sub-train* with a random encoding per batch (each gene uniform
+   over the 31 scales), SGD with the recipe's momentum, weight decay and label smoothing, the learning rate
+   decaying linearly to 0 (their ``train.py``: 64 epochs, batch 512, lr 0.25). It does not depend on the
+   constraint: one PruningNet per family, profile, data and seed is trained by whichever cell needs it first
+   and kept as an artifact with a record of its own (kind ``pruningnet``); an interrupted training resumes
+   from its checkpoint.
+2. **Evolutionary search** (``evolve``, their ``search.py``): a population of 50 encodings, 20 iterations;
+   each iteration scores the new candidates, keeps the best 50 seen, takes the top 10 as parents, and makes
+   25 mutations (each gene replaced with probability 0.1 by a random other scale), 25 crossovers (each gene
+   from one of two distinct parents) and random encodings for the rest; candidates over the FLOPs budget
+   and repeats are rejected. A candidate's score is its top-1 error on *sub-eval* after its BatchNorm
+   statistics are re-estimated on sub-train batches (their ``infer``: 100 batches). A snapshot after every
+   iteration makes the search resumable.
+3. The best encoding's network is trained from scratch by the pipeline (``retrain = "scratch"``), as they do.
+
+One departure, for tight budgets: MetaPruning draws random encodings uniformly and loops until one fits; under
+45M MACs none of 2,000 uniform MobileNet V1 or V2 encodings fits, so the loop would not end. Random encodings
+here are drawn uniformly from the scales up to a cap: the largest cap at which at least ``min_fit_rate`` of
+draws fit (the full range whenever that holds, as at 330M). Mutations and crossovers are unchanged.
+
+Settings: the profile's ``methods.metapruning`` (``MetaPruningConfig``); the smoke profile scales the numbers
+down (population, iterations, epochs, recalibration batches, the generators' hidden width), never the code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from repro.config import from_mapping, to_mapping
+from repro.method import Constraint, Method, SearchResult, register
+
+PRUNINGNETS, SEARCHES = "pruningnets", "searches"
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """Their ``search.py``: population 50, 20 iterations, 25 mutations (p = 0.1), 25 crossovers, top 10
+    parents, best 50 kept."""
+
+    population: int = 50
+    iterations: int = 20
+    mutations: int = 25
+    mutation_prob: float = 0.1
+    crossovers: int = 25
+    parents: int = 10
+    keep: int = 50
+    min_fit_rate: float = 0.01  # random draws: the scale cap's acceptance rate (see the module docstring)
+
+    def __post_init__(self) -> None:
+        for name in ("population", "iterations", "parents", "keep"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evolution.{name}={getattr(self, name)} must be at least 1")
+        if self.mutations < 0 or self.crossovers < 0 or self.mutations + self.crossovers > self.population:
+            raise ValueError(f"evolution.mutations={self.mutations} and crossovers={self.crossovers} must be "
+                             f"non-negative and sum to at most population={self.population}")
+        if not 0 <= self.mutation_prob <= 1:
+            raise ValueError(f"evolution.mutation_prob={self.mutation_prob} must be within 0..1")
+        if self.parents < 2 and self.crossovers:
+            raise ValueError(f"evolution.parents={self.parents}: crossovers need at least 2 parents")
+        if not 0 < self.min_fit_rate <= 1:
+            raise ValueError(f"evolution.min_fit_rate={self.min_fit_rate} must be within (0, 1]")
+
+
+@dataclass(frozen=True)
+class MetaPruningConfig:
+    pruningnet_epochs: int = 64  # their mobilenetv1/training/train.py default
+    pruningnet_lr: float = 0.25  # at pruningnet_batch images per step (their batch 512); scaled with the batch
+    pruningnet_batch: int = 512
+    # hidden units of each weight generator (theirs: 32; 64 in V2's bottlenecks); the generators hold
+    # hidden x (the widest weights) parameters, so this sets the PruningNet's memory
+    hidden: int = 32
+    recalibration_batches: int = 100  # sub-train batches that re-estimate a candidate's BatchNorm statistics
+    eval_batches: int | None = None  # sub-eval batches per score (None: all of sub-eval)
+    checkpoint_every: int = 500  # PruningNet steps between checkpoints
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("pruningnet_epochs", "pruningnet_batch", "hidden", "recalibration_batches", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"methods.metapruning.{name}={getattr(self, name)} must be at least 1")
+        if self.pruningnet_lr <= 0:
+            raise ValueError(f"methods.metapruning.pruningnet_lr={self.pruningnet_lr} must be positive")
+        if self.eval_batches is not None and self.eval_batches < 1:
+            raise ValueError(f"methods.metapruning.eval_batches={self.eval_batches} must be at least 1 or null")
+
+
+def metapruning_config(methods: dict[str, Any]) -> MetaPruningConfig:
+    return from_mapping(MetaPruningConfig, methods.get("metapruning") or {}, "methods.metapruning")
+
+
+# --- evolution --------------------------------------------------------------------------------------
+
+Genome = tuple[int, ...]
+
+
+@dataclass
+class EvolutionState:
+    """Everything a resumed search needs (their ``searching_snapshot.pkl`` plus the tested scores)."""
+
+    iteration: int = 0
+    candidates: list[Genome] = field(default_factory=list)  # to be scored in this iteration
+    scores: dict[Genome, float] = field(default_factory=dict)  # every candidate scored so far (error)
+    top: list[Genome] = field(default_factory=list)  # best ``keep`` so far, best first
+    cap: int | None = None  # random draws' scale cap
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "candidates": [list(c) for c in self.candidates],
+                "scores": [[list(g), s] for g, s in self.scores.items()], "top": [list(c) for c in self.top],
+                "cap": self.cap}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvolutionState:
+        return cls(d["iteration"], [tuple(c) for c in d["candidates"]], {tuple(g): s for g, s in d["scores"]},
+                   [tuple(c) for c in d["top"]], d["cap"])
+
+
+def scale_cap(size: int, choices: int, fits: Callable[[Genome], bool], rng: np.random.Generator,
+              min_rate: float, draws: int = 200) -> int:
+    """The largest cap (an index into the choices) at which uniform draws in 0..cap fit at ``min_rate``."""
+    for cap in range(choices - 1, -1, -1):
+        hits = sum(fits(tuple(int(v) for v in rng.integers(0, cap + 1, size))) for _ in range(draws))
+        if hits >= min_rate * draws:
+            return cap
+    raise ValueError("no encoding fits the budget even at the smallest scale: the constraint is infeasible for "
+                     "this encoding")
+
+
+def _random(n: int, size: int, cap: int, fits, seen: set, rng: np.random.Generator, limit: int = 100_000):
+    out, tries = [], 0
+    while len(out) < n:
+        tries += 1
+        if tries > limit:
+            raise RuntimeError(f"found only {len(out)} of {n} new random encodings under the budget in {limit} draws")
+        g = tuple(int(v) for v in rng.integers(0, cap + 1, size))
+        if g not in seen and fits(g):
+            seen.add(g)
+            out.append(g)
+    return out
+
+
+def _mutations(parents: Sequence[Genome], n: int, prob: float, choices: int, fits, seen: set,
+               rng: np.random.Generator, rounds: int = 10) -> list[Genome]:
+    out: list[Genome] = []
+    for _ in range(rounds):  # their max_iters = 10 rounds of n tries
+        for _ in range(n):
+            seed = np.array(parents[rng.integers(len(parents))])
+            change = rng.random(len(seed)) < prob
+            # a changed gene moves by 1..choices-1 (mod choices): always to another scale
+            g = tuple(int(v) for v in (seed + change * rng.integers(1, choices, len(seed))) % choices)
+            if g not in seen and fits(g):
+                seen.add(g)
+                out.append(g)
+                if len(out) == n:
+                    return out
+    return out
+
+
+def _crossovers(parents: Sequence[Genome], n: int, fits, seen: set, rng: np.random.Generator) -> list[Genome]:
+    out: list[Genome] = []
+    for _ in range(10 * n):  # their max_iters = 10 x crossover_num
+        if len(out) == n:
+            break
+        i, j = rng.choice(len(parents), 2, replace=False)
+        mask = rng.integers(0, 2, len(parents[i])).astype(bool)
+        g = tuple(int(a if m else b) for a, b, m in zip(parents[i], parents[j], mask, strict=True))
+        if g not in seen and fits(g):
+            seen.add(g)
+            out.append(g)
+    return out
+
+
+def evolve(size: int, choices: int, fits: Callable[[Genome], bool], score: Callable[[Genome], float],
+           cfg: EvolutionConfig, seed: int, state: EvolutionState | None = None,
+           checkpoint: Callable[[EvolutionState], None] | None = None,
+           progress: Callable[[int], None] | None = None) -> EvolutionState:
+    """MetaPruning's evolution over genomes of ``size`` genes in ``0..choices-1``: ``score`` (lower is better)
+    only ever sees genomes that ``fits``; returns the final state (``top[0]`` the best)."""
+    rng = np.random.default_rng([seed, 0 if state is None else state.iteration])
+    if state is None:
+        state = EvolutionState()
+        state.cap = scale_cap(size, choices, fits, rng, cfg.min_fit_rate)
+        state.candidates = _random(cfg.population, size, state.cap, fits, set(), rng)
+    while state.iteration < cfg.iterations:
+        for g in state.candidates:
+            if g not in state.scores:
+                state.scores[g] = float(score(g))
+                if progress:
+                    progress(1)
+        pool = set(state.top) | set(state.candidates)
+        state.top = sorted(pool, key=lambda g: (state.scores[g], g))[:cfg.keep]
+        parents = state.top[:cfg.parents]
+        seen = set(state.scores)
+        state.iteration += 1
+        if state.iteration < cfg.iterations:
+            rng = np.random.default_rng([seed, state.iteration])
+            new = _mutations(parents, cfg.mutations, cfg.mutation_prob, choices, fits, seen, rng)
+            if len(parents) >= 2:
+                new += _crossovers(parents, cfg.crossovers, fits, seen, rng)
+            new += _random(cfg.population - len(new), size, state.cap, fits, seen, rng)
+            state.candidates = new
+        else:
+            state.candidates = []
+        if checkpoint:
+            checkpoint(state)
+    return state
+
+
+# --- the method -------------------------------------------------------------------------------------
+
+@register
+class MetaPruning(Method):
+    name = "metapruning"
+    variants = ("channel",)
+    retrain = "scratch"
+    families = ("mobilenet_v1", "mobilenet_v2")  # ResNet-50: the ResNet baselines issue
+
+    def settings(self, methods: dict[str, Any]) -> dict[str, Any]:
+        return to_mapping(metapruning_config(methods))
+
+    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
+        from baselines.metapruning_net import SCALES, encoding
+        from repro.atomic import atomic_write_text
+        from repro.cost.budget import make_budget
+        from repro.results import input_key
+
+        self.check(variant)
+        if constraint.kind != "flops":
+            raise ValueError(f"metapruning runs under FLOPs constraints (the tables' cells), not {constraint.kind}")
+        cfg = metapruning_config(ctx.profile.methods)
+        enc = encoding(family)
+        budget = make_budget(constraint.kind, constraint.limit, family)
+        net_key, net = self._pruningnet(family, enc, cfg, ctx)
+        key = input_key(kind="search", method=self.name, family=family, constraint=constraint.to_dict(),
+                        pruningnet=net_key, evolution=asdict(cfg.evolution),
+                        recalibration=cfg.recalibration_batches, eval_batches=cfg.eval_batches, seed=ctx.seed)
+        folder = Path(ctx.results) / SEARCHES / key
+        snapshot, done = folder / "snapshot.json", folder / "result.json"
+        if done.is_file():
+            summary = json.loads(done.read_text())
+            ctx.log(f"metapruning search already done: {done}")
+            from repro.arch import ArchConfig
+
+            return SearchResult(ArchConfig.from_dict(summary["arch"]), info=summary, seconds=summary["seconds"])
+        state = EvolutionState.from_dict(json.loads(snapshot.read_text())) if snapshot.is_file() else None
+        earlier = 0.0 if state is None else json.loads(snapshot.read_text()).get("seconds", 0.0)
+        data = ctx.subsets(family)
+        fits = lambda g: budget.fits(enc.decode(g))  # noqa: E731
+        score = _scorer(net, enc, data, cfg, ctx.data.num_classes)
+        start = time.perf_counter()
+
+        def save(st: EvolutionState) -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(snapshot, json.dumps({**st.to_dict(), "seconds": earlier + time.perf_counter() - start}))
+
+        from tqdm import tqdm
+
+        ev = cfg.evolution
+        bar = tqdm(total=ev.population * ev.iterations, desc=f"metapruning {family} {constraint.label()}",
+                   unit="cand", disable=True if ctx.quiet else None)
+        try:
+            state = evolve(enc.size, len(SCALES), fits, score, ev, ctx.seed, state, save, bar.update)
+        finally:
+            bar.close()
+        best = state.top[0]
+        arch = enc.decode(best)
+        summary = {"arch": arch.to_dict(), "genome": list(best), "error": state.scores[best],
+                   "scored": len(state.scores), "cap": state.cap, "macs": budget.cost(arch), "limit": budget.limit,
+                   "pruningnet": net_key, "seconds": earlier + time.perf_counter() - start,
+                   "top": [[list(g), state.scores[g]] for g in state.top[:10]]}
+        atomic_write_text(done, json.dumps(summary, indent=1))
+        ctx.log(f"metapruning {family} {constraint.label()}: best sub-eval error {state.scores[best]:.3f} of "
+                f"{len(state.scores)} scored; {budget.format(summary['macs'])}")
+        return SearchResult(arch, info=summary)
+
+    def _pruningnet(self, family: str, enc, cfg: MetaPruningConfig, ctx: Any):
+        """The family's trained PruningNet (trained now if no cell has trained it yet) and its key."""
+        from baselines.metapruning_train import train_pruningnet
+
+        return train_pruningnet(family, enc, cfg, ctx, Path(ctx.results) / PRUNINGNETS)
+
+
+def _scorer(net, enc, data, cfg: MetaPruningConfig, num_classes: int) -> Callable[[Genome], float]:
+    """A genome's sub-eval top-1 error after BatchNorm recalibration (their ``infer``)."""
+    import itertools
+
+    batches = data.train_batches()
+
+    def score(g: Genome) -> float:
+        arch = enc.decode(g).replace(num_classes=num_classes)
+        model = data.prepare(net.extract(arch))
+        # the same recalibration batches for every candidate would favour none; consecutive ones are fine
+        data.recalibrate(model, arch.resolution, cfg.recalibration_batches, itertools.islice(batches, None))
+        return 1.0 - data.evaluate(model, arch.resolution, cfg.eval_batches)["top1"]
+
+    return score
+
+
+__all__ = ["MetaPruning", "MetaPruningConfig", "EvolutionConfig", "EvolutionState", "evolve", "scale_cap"]
