@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("baselines.uniform",)
+MODULES = ("baselines.uniform", "baselines.metapruning", "baselines.netadapt", "baselines.amc")
 
 
 def load_all() -> None:

@@ -159,6 +159,7 @@ class Uniform(Method):
     name = "uniform"
     variants = VARIANTS
     retrain = "scratch"
+    constraint_kinds = ("flops", "gpu_latency", "cpu_latency")
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: object = None) -> SearchResult:
         self.check(variant)

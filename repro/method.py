@@ -59,6 +59,9 @@ class Method:
     name: ClassVar[str]
     variants: ClassVar[tuple[str, ...]]
     retrain: ClassVar[Literal["scratch", "finetune"]] = "scratch"
+    # what this build of the method handles; the runner reports other cells as "not available"
+    families: ClassVar[tuple[str, ...]] = ("mobilenet_v1", "mobilenet_v2", "resnet50")
+    constraint_kinds: ClassVar[tuple[str, ...]] = ("flops",)
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         raise NotImplementedError

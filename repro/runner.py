@@ -16,9 +16,6 @@ from repro.profiles import Profile
 from repro.results import RunRecord, find_record
 from tables.spec import Cell, table_cells
 
-# methods whose search takes a latency constraint (the others come with their issues)
-LATENCY_METHODS = ("uniform", "proposed")
-
 
 @dataclass
 class CellStatus:
@@ -39,8 +36,11 @@ def blocked_reason(cell: Cell) -> str | None:
 
         if not device_available("cuda"):
             return "GPU latency needs a CUDA GPU: not run here"
-    if cell.constraint.kind != "flops" and cell.method not in LATENCY_METHODS:
-        return f"method {cell.method!r} has no latency-constrained form yet"
+    method = REGISTRY[cell.method]
+    if cell.family not in method.families:
+        return f"method {cell.method!r} is not built for {cell.family} yet"
+    if cell.constraint.kind not in method.constraint_kinds:
+        return f"method {cell.method!r} has no {cell.constraint.kind.replace('_', ' ')}-constrained form yet"
     return None
 
 

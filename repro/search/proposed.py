@@ -144,6 +144,7 @@ class Proposed(Method):
     name = "proposed"
     variants = VARIANTS
     retrain = "scratch"
+    constraint_kinds = ("flops", "gpu_latency", "cpu_latency")
 
     def settings(self, methods: dict[str, Any]) -> dict[str, Any]:
         return to_mapping(proposed_config(methods))
