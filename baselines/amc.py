@@ -280,6 +280,9 @@ class AMC(Method):
                                 info=saved["info"], seconds=saved["info"]["seconds"])
         data = ctx.subsets(family)
         model = data.prepare(reference)
+        from repro.distributed import require_single_process
+
+        require_single_process("AMC's search")
         arch = ArchConfig.canonical(family)
         resolution = data.resolution(arch.resolution)
         steps = prunable(arch)

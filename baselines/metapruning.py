@@ -253,6 +253,9 @@ class MetaPruning(Method):
 
             return SearchResult(ArchConfig.from_dict(summary["arch"]), info=summary, seconds=summary["seconds"])
         state = EvolutionState.from_dict(json.loads(snapshot.read_text())) if snapshot.is_file() else None
+        from repro.distributed import require_single_process
+
+        require_single_process("MetaPruning's PruningNet training and evolution")
         earlier = 0.0 if state is None else json.loads(snapshot.read_text()).get("seconds", 0.0)
         data = ctx.subsets(family)
         fits = lambda g: budget.fits(enc.decode(g))  # noqa: E731

@@ -53,6 +53,9 @@ def train_pruningnet(family: str, enc, cfg, ctx: Any, root: Path):
         net.load_state_dict(torch.load(folder / WEIGHTS, map_location=data.device, weights_only=False)["net"])
         return key, net.eval()
 
+    from repro.distributed import require_single_process
+
+    require_single_process("MetaPruning's PruningNet training")
     steps_per_epoch = len(data.train_loader)
     total = cfg.pruningnet_epochs * steps_per_epoch
     # their recipe: lr at their batch, scaled to ours; linear decay to 0, no warm-up, no Nesterov

@@ -177,6 +177,10 @@ class NetAdapt(Method):
             arch0 = ArchConfig.canonical(family)
             st = {"iteration": 0, "arch": arch0.to_dict(), "state": reference.state_dict(), "history": [],
                   "r0": budget.cost(arch0), "seconds": 0.0, "done": False}
+        if not st["done"]:
+            from repro.distributed import require_single_process
+
+            require_single_process("NetAdapt's search")
         start = time.perf_counter()
         data = ctx.subsets(family)
         batches = data.train_batches(st["iteration"] * cfg.short_steps)

@@ -42,3 +42,12 @@ def broadcast_object(value: object) -> object:
     box = [value]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def require_single_process(what: str) -> None:
+    """Refuse to run ``what`` under torchrun with several processes (a search written for one process whose
+    ranks would see different data shards and disagree): one clear line saying how to run it instead."""
+    if world_size() > 1:
+        raise RuntimeError(f"{what} runs in one process, not under torchrun with {world_size()}: run the cell once "
+                           f"with `python -m repro run-cell ...` (its search result is cached), then under torchrun "
+                           f"to retrain with DDP")

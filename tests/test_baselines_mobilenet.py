@@ -251,3 +251,12 @@ def test_amc_least_squares_refit_recovers_a_layer_from_fewer_channels():
     torch.testing.assert_close(x[:, keep] @ refit.T, y, atol=1e-4, rtol=1e-4)
     naive = x[:, keep] @ w[:, keep].T  # just dropping the channel does not
     assert (naive - y).abs().max() > 0.1
+
+
+def test_searches_refuse_several_processes_with_a_way_out(monkeypatch):
+    import repro.distributed as dist
+
+    dist.require_single_process("a search")  # one process: nothing to say
+    monkeypatch.setattr(dist, "world_size", lambda: 4)
+    with pytest.raises(RuntimeError, match=r"a search runs in one process, not under torchrun with 4: .*run-cell"):
+        dist.require_single_process("a search")
