@@ -295,15 +295,12 @@ class MetaPruning(Method):
 
 def _scorer(net, enc, data, cfg: MetaPruningConfig, num_classes: int) -> Callable[[Genome], float]:
     """A genome's sub-eval top-1 error after BatchNorm recalibration (their ``infer``)."""
-    import itertools
-
-    batches = data.train_batches()
+    batches = data.train_batches()  # one stream: each candidate recalibrates on the next batches (as theirs)
 
     def score(g: Genome) -> float:
         arch = enc.decode(g).replace(num_classes=num_classes)
         model = data.prepare(net.extract(arch))
-        # the same recalibration batches for every candidate would favour none; consecutive ones are fine
-        data.recalibrate(model, arch.resolution, cfg.recalibration_batches, itertools.islice(batches, None))
+        data.recalibrate(model, arch.resolution, cfg.recalibration_batches, batches)
         return 1.0 - data.evaluate(model, arch.resolution, cfg.eval_batches)["top1"]
 
     return score
