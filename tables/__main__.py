@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except RecordError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from baselines.zoo import table_notes
+
+    view.notes = table_notes(a.table)
     out = a.out or (results if a.format == "all" else None)
     if out is not None:
         for path in write_all(view, out, plots=not a.no_plots):

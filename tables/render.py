@@ -89,6 +89,9 @@ class TableView:
     tolerances: Tolerances
     rows: list[Row]
     skipped: list[str]
+    # facts about the table from outside the records (the released architectures' MACs beside the reported
+    # ones), one line each; the commands fill it (baselines.zoo.table_notes), the renderer only prints it
+    notes: list[str] = field(default_factory=list)
 
     def subtables(self) -> list[str]:
         return list(dict.fromkeys(r.subtable for r in self.rows))
@@ -278,6 +281,8 @@ def to_markdown(view: TableView) -> str:
                 cells += [mc.paper, mc.ours or "—", mc.verdict] if mc else ["", "", ""]
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         out.append("")
+    if view.notes:
+        out += ["Released architectures (`python -m baselines.zoo list`):", *[f"- {n}" for n in view.notes], ""]
     if view.skipped:
         out += ["Skipped records:", *[f"- {s}" for s in view.skipped], ""]
     out.append(view.summary())
@@ -353,6 +358,7 @@ def to_latex(view: TableView) -> str:
                 f"and $>$ exceeds the constraint, p proxy (not ImageNet), -- not run, n/a not run here. "
                 f"{_tex(view.tolerances.describe())}.}}",
                 f"\\label{{tab:repro-{view.table}-{sub.replace('_', '-')}}}", "\\end{table}", ""]
+    out += [f"% released architecture: {n}" for n in view.notes]
     return "\n".join(out)
 
 

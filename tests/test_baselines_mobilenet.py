@@ -260,3 +260,16 @@ def test_searches_refuse_several_processes_with_a_way_out(monkeypatch):
     monkeypatch.setattr(dist, "world_size", lambda: 4)
     with pytest.raises(RuntimeError, match=r"a search runs in one process, not under torchrun with 4: .*run-cell"):
         dist.require_single_process("a search")
+
+
+def test_rendered_tables_show_released_macs_beside_the_reported_ones():
+    from baselines.zoo import table_notes
+    from tables.render import build_view, to_latex, to_markdown
+
+    notes = table_notes(1)
+    amc = next(n for n in notes if n.startswith("AMC, 330M"))
+    assert "293.87M" in amc and "285M" in amc and "281M" in amc  # ours, AMC's paper, this paper
+    assert all(n.startswith(("AMC", "MetaPruning", "NetAdapt")) for n in notes)
+    view = build_view(1, None, "smoke")
+    view.notes = notes
+    assert amc in to_markdown(view) and f"% released architecture: {amc}" in to_latex(view)

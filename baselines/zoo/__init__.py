@@ -358,6 +358,21 @@ def entries() -> list[ZooEntry]:
 
 # --- the list table ---------------------------------------------------------------------------------------
 
+def table_notes(table: int) -> list[str]:
+    """One line per released architecture whose method has a row in ``table``: its MACs by our count beside
+    what its own paper and our paper print (the tables show both where they differ)."""
+    out = []
+    for e in entries():
+        if not e.ours_paper or e.ours_paper.get("table") != table:
+            continue
+        native = e.native_macs()
+        mine = format_macs(e.macs()) + ("" if native is None else f" ({format_macs(native)} in its released layout)")
+        out.append(f"{e.ours_paper['row']}, {e.ours_paper['column']}: the released `{e.name}` counts {mine} MACs by "
+                   f"our convention; {e.reported['paper']} reports {e.reported['macs'] or '—'}, this paper prints "
+                   f"{e.ours_paper['macs']}")
+    return out
+
+
 def _m(value: float | None) -> str:
     return "—" if value is None else format_macs(value)
 
