@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from repro.arch import ArchConfig, family_spec
-from repro.models import build_model
 from repro.models.prune import tensor_slots
 from repro.models.supernet import SuperNet, _leading
 
@@ -116,6 +115,9 @@ class PruningNet(SuperNet):
             self.generators[name.replace(".", "_")] = nn.Sequential(
                 nn.Linear(len(inputs), hidden), nn.ReLU(inplace=True), nn.Linear(hidden, p.numel()))
             p.requires_grad_(False)  # the generators replace it
+        # no running statistics: BatchNorm always normalizes with the batch's (SuperNet's batch_stats), and
+        # ``extract`` gives a network whose statistics are fresh (``_tensors``), to recalibrate before scoring
+        self.batch_stats = True
         for m in self.net.modules():  # no affine BatchNorm (their V2 PruningNet)
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.weight.requires_grad_(False)
@@ -154,27 +156,6 @@ class PruningNet(SuperNet):
             else:  # BatchNorm's weight / bias (ones / zeros, frozen) and the classifier
                 out[name] = _leading(shared[src], shape)
         return out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        small, names = self._structure(self.arch)
-        small.train(self.training)
-        for m in small.modules():  # no running statistics: always the batch's
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.train()
-        from torch.func import functional_call
-
-        return functional_call(small, self._tensors(names, self.arch), (x,), strict=True)
-
-    @torch.no_grad()
-    def extract(self, arch: ArchConfig | None = None) -> nn.Module:
-        """A standalone network of ``arch`` with its generated weights, BatchNorm statistics reset (recalibrate
-        before evaluating), in eval mode."""
-        arch = self.arch if arch is None else arch
-        self._check(arch)
-        _, names = self._structure(arch)
-        model = build_model(arch)
-        model.load_state_dict({name: t.detach().clone() for name, t in self._tensors(names, arch).items()})
-        return model.to(next(self.generators.parameters()).device).eval()
 
 
 __all__ = ["SCALES", "Encoding", "encoding", "PruningNet"]
