@@ -70,9 +70,6 @@ class AMCConfig:
                                          "train_episodes": self.train_episodes, "seed": seed}, "methods.amc.ddpg")
 
 
-def amc_config(methods: dict[str, Any]) -> AMCConfig:
-    return from_mapping(AMCConfig, methods.get("amc") or {}, "methods.amc")
-
 
 def prunable(arch: ArchConfig) -> list[tuple[int, str]]:
     """(width slot, name of the weight that reads it) for each step of an episode, in network order."""
@@ -248,13 +245,8 @@ class AMC(Method):
     name = "amc"
     variants = ("channel",)
     retrain = "finetune"
+    config_type = AMCConfig
     families = ("mobilenet_v1", "mobilenet_v2")  # ResNet-50: the ResNet baselines issue
-
-    def settings(self, methods: dict[str, Any]) -> dict[str, Any]:
-        return to_mapping(amc_config(methods))
-
-    def retrain_recipe(self, profile: Any, family: str) -> Any:
-        return profile.train_for(family, amc_config(profile.methods).finetune, "methods.amc.finetune")
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         from tqdm import tqdm
@@ -266,7 +258,7 @@ class AMC(Method):
         from repro.train.trainer import save_checkpoint
 
         self.check(variant)
-        cfg = amc_config(ctx.profile.methods)
+        cfg = self.config(ctx.profile.methods)
         agent_cfg = cfg.agent_config(ctx.seed)
         budget = make_budget(constraint.kind, constraint.limit, family)
         reference, ref_record = ctx.reference(family)

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from repro.config import from_mapping, to_mapping
 from repro.method import Constraint, Method, SearchResult, register
 
 PRUNINGNETS, SEARCHES = "pruningnets", "searches"
@@ -94,9 +93,6 @@ class MetaPruningConfig:
         if self.eval_batches is not None and self.eval_batches < 1:
             raise ValueError(f"methods.metapruning.eval_batches={self.eval_batches} must be at least 1 or null")
 
-
-def metapruning_config(methods: dict[str, Any]) -> MetaPruningConfig:
-    return from_mapping(MetaPruningConfig, methods.get("metapruning") or {}, "methods.metapruning")
 
 
 # --- evolution --------------------------------------------------------------------------------------
@@ -223,10 +219,8 @@ class MetaPruning(Method):
     name = "metapruning"
     variants = ("channel",)
     retrain = "scratch"
+    config_type = MetaPruningConfig
     families = ("mobilenet_v1", "mobilenet_v2")  # ResNet-50: the ResNet baselines issue
-
-    def settings(self, methods: dict[str, Any]) -> dict[str, Any]:
-        return to_mapping(metapruning_config(methods))
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         from baselines.metapruning_net import SCALES, encoding
@@ -237,7 +231,7 @@ class MetaPruning(Method):
         self.check(variant)
         if constraint.kind != "flops":
             raise ValueError(f"metapruning runs under FLOPs constraints (the tables' cells), not {constraint.kind}")
-        cfg = metapruning_config(ctx.profile.methods)
+        cfg = self.config(ctx.profile.methods)
         enc = encoding(family)
         budget = make_budget(constraint.kind, constraint.limit, family)
         net_key, net = self._pruningnet(family, enc, cfg, ctx)

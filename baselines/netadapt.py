@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from repro.arch import ArchConfig
-from repro.config import from_mapping, to_mapping
+from repro.config import to_mapping
 from repro.method import Constraint, Method, SearchResult, register
 
 SEARCHES, STATE = "searches", "netadapt_state.pt"
@@ -59,9 +59,6 @@ class NetAdaptConfig:
         if self.short_lr <= 0:
             raise ValueError(f"methods.netadapt.short_lr={self.short_lr} must be positive")
 
-
-def netadapt_config(methods: dict[str, Any]) -> NetAdaptConfig:
-    return from_mapping(NetAdaptConfig, methods.get("netadapt") or {}, "methods.netadapt")
 
 
 def layers(arch: ArchConfig) -> list[int]:
@@ -140,13 +137,8 @@ class NetAdapt(Method):
     name = "netadapt"
     variants = ("channel",)
     retrain = "finetune"
+    config_type = NetAdaptConfig
     constraint_kinds = ("flops", "gpu_latency", "cpu_latency")
-
-    def settings(self, methods: dict[str, Any]) -> dict[str, Any]:
-        return to_mapping(netadapt_config(methods))
-
-    def retrain_recipe(self, profile: Any, family: str) -> Any:
-        return profile.train_for(family, netadapt_config(profile.methods).finetune, "methods.netadapt.finetune")
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         from repro.cost.budget import make_budget
@@ -156,7 +148,7 @@ class NetAdapt(Method):
         from repro.train.trainer import save_checkpoint
 
         self.check(variant)
-        cfg = netadapt_config(ctx.profile.methods)
+        cfg = self.config(ctx.profile.methods)
         budget = make_budget(constraint.kind, constraint.limit, family)
         reference, ref_record = ctx.reference(family)
         extra = {}

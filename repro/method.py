@@ -66,17 +66,30 @@ class Method:
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         raise NotImplementedError
 
+    # the dataclass that types this method's ``methods.<name>`` entry (None: the entry is used as written)
+    config_type: ClassVar[type | None] = None
+
+    def config(self, methods: dict[str, Any]) -> Any:
+        """This method's typed settings from a profile's ``methods`` mapping (defaults filled in)."""
+        if self.config_type is None:
+            return methods.get(self.name)
+        from repro.config import from_mapping
+
+        return from_mapping(self.config_type, methods.get(self.name) or {}, f"methods.{self.name}")
+
     def settings(self, methods: dict[str, Any]) -> Any:
-        """This method's resolved settings from a profile's ``methods`` mapping, as plain data: what a cell's
-        cache key holds, so a changed default in code changes the key too. Methods with typed settings
-        override it; the default is the profile's entry as written."""
-        return methods.get(self.name)
+        """This method's resolved settings as plain data: what a cell's cache key holds, so a changed default
+        in code changes the key too (the profile's entry as written for a method without ``config_type``)."""
+        from repro.config import to_mapping
+
+        return to_mapping(self.config(methods))
 
     def retrain_recipe(self, profile: Any, family: str) -> Any:
-        """The recipe the found architecture is (re)trained with: the profile's for the family. Fine-tuning
-        methods apply their paper's fine-tuning changes (a shorter run, a lower learning rate) from their
-        settings."""
-        return profile.train_for(family)
+        """The recipe the found architecture is (re)trained with: the profile's for the family, with the
+        changes of the settings' ``finetune`` mapping when there is one (the fine-tuning methods' shorter run
+        or lower learning rate)."""
+        changes = getattr(self.config(profile.methods), "finetune", None)
+        return profile.train_for(family, changes, f"methods.{self.name}.finetune")
 
     def check(self, variant: str) -> None:
         if variant not in self.variants:

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.arch import ArchConfig
-from repro.config import from_mapping, to_mapping
+from repro.config import to_mapping
 from repro.cost.budget import make_budget
 from repro.method import Constraint, Method, SearchResult, register
 from repro.search.joint import JointConfig, joint_search, plot_trajectory, write_trajectory
@@ -66,7 +66,7 @@ class ProposedConfig:
 
 
 def proposed_config(methods: dict[str, Any]) -> ProposedConfig:
-    return from_mapping(ProposedConfig, methods.get("proposed") or {}, "methods.proposed")
+    return Proposed().config(methods)
 
 
 class NetworkProblem:
@@ -144,10 +144,8 @@ class Proposed(Method):
     name = "proposed"
     variants = VARIANTS
     retrain = "scratch"
+    config_type = ProposedConfig
     constraint_kinds = ("flops", "gpu_latency", "cpu_latency")
-
-    def settings(self, methods: dict[str, Any]) -> dict[str, Any]:
-        return to_mapping(proposed_config(methods))
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         self.check(variant)
