@@ -39,9 +39,9 @@ def train_pruningnet(family: str, enc, cfg, ctx: Any, root: Path):
 
     recipe = ctx.profile.train_for(family)
     key = input_key(kind="pruningnet", family=family, genes=[list(g) for g in enc.genes],
-                    widest=enc.widest.to_dict(), hidden=cfg.hidden, epochs=cfg.pruningnet_epochs,
-                    lr=cfg.pruningnet_lr, lr_batch=cfg.pruningnet_batch, recipe=to_mapping(recipe),
-                    data=ctx.data.identity(), seed=ctx.seed)
+                    widest=enc.widest.to_dict(), hidden=cfg.hidden, generator_start="conv-scale",
+                    epochs=cfg.pruningnet_epochs, lr=cfg.pruningnet_lr, lr_batch=cfg.pruningnet_batch,
+                    recipe=to_mapping(recipe), data=ctx.data.identity(), seed=ctx.seed)
     folder = root / key
     records = Path(ctx.results) / "records"
     seed_everything(ctx.seed)

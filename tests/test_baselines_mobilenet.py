@@ -99,6 +99,26 @@ def test_pruningnet_generates_every_weight_of_a_sampled_network(family):
             torch.testing.assert_close(small(x), net(x), atol=1e-4, rtol=1e-4)
 
 
+def test_pruningnet_weights_start_at_a_default_convolution_scale():
+    """Generated weights start with the std of nn.Conv2d's default init (1 / sqrt(3 fan_in)), not the ~10x
+    larger weights that default-initialized generators give (which behind BatchNorm cut the effective learning
+    rate ~100x: the smoke PruningNet did not learn)."""
+    from baselines.metapruning_net import PruningNet, encoding
+
+    torch.manual_seed(0)
+    enc = encoding("mobilenet_v1")
+    net = PruningNet(enc, num_classes=10, hidden=4)
+    arch = enc.widest.replace(num_classes=10)
+    net.set_arch(arch)
+    model = net.extract(arch)
+    ratios = []
+    for p in model.parameters():
+        if p.ndim == 4:
+            target = 1 / (3 * p[0].numel()) ** 0.5
+            ratios.append(float(p.std()) / target)
+    assert len(ratios) == 27 and all(0.5 < r < 2.0 for r in ratios), ratios
+
+
 def test_metapruning_encoding_follows_their_models():
     from baselines.metapruning_net import encoding
 
