@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("baselines.uniform", "baselines.metapruning", "baselines.netadapt", "baselines.amc")
+MODULES = ("baselines.uniform", "baselines.metapruning", "baselines.netadapt", "baselines.amc", "baselines.thinet",
+           "baselines.cp")
 
 
 def load_all() -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from baselines.reconstruct import least_squares
 from repro.arch import ArchConfig
 from repro.config import from_mapping, to_mapping
 from repro.method import Constraint, Method, SearchResult, register
@@ -97,8 +98,8 @@ class Features:
         from repro.data import resize_batch
 
         modules = dict(model.named_modules())
-        self.x: dict[str, list[torch.Tensor]] = {r: [] for r in readers}
-        self.y: dict[str, list[torch.Tensor]] = {r: [] for r in readers}
+        xs: dict[str, list[torch.Tensor]] = {r: [] for r in readers}
+        ys: dict[str, list[torch.Tensor]] = {r: [] for r in readers}
         gen = torch.Generator().manual_seed(seed)
         hooks = []
 
@@ -113,8 +114,8 @@ class Features:
                     x, y = x.permute(0, 2, 1).reshape(-1, c), y.permute(0, 2, 1).reshape(-1, y.shape[1])
                 elif getattr(module, "bias", None) is not None:
                     y = y - module.bias.detach().float()  # refit the weight only
-                self.x[name].append(x.cpu())
-                self.y[name].append(y.cpu())
+                xs[name].append(x.cpu())
+                ys[name].append(y.cpu())
             return fn
 
         for r in readers:
@@ -129,14 +130,8 @@ class Features:
         finally:
             for h in hooks:
                 h.remove()
-        self.X = {r: torch.cat(v) for r, v in self.x.items()}
-        self.Y = {r: torch.cat(v) for r, v in self.y.items()}
-
-
-def least_squares(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The weight (out x len(keep)) that best maps the kept input columns of ``x`` to ``y``."""
-    sol = torch.linalg.lstsq(x[:, keep].double(), y.double()).solution  # (kept, out)
-    return sol.T.float()
+        self.X = {r: torch.cat(v) for r, v in xs.items()}
+        self.Y = {r: torch.cat(v) for r, v in ys.items()}
 
 
 class ChannelPruningEnv:

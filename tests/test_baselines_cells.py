@@ -18,6 +18,9 @@ SMALL = [
     "keep: 4}",
     "methods.netadapt.short_steps=1", "methods.netadapt.init_reduction=0.1",
     "methods.amc.warmup_episodes=2", "methods.amc.train_episodes=2", "methods.amc.calibration_batches=1",
+    "methods.thinet.calibration_images=16", "methods.thinet.block_finetune_epochs=0",
+    "methods.cp.calibration_images=16", "methods.cp.lasso_points=4", "methods.cp.lasso_steps=4",
+    "methods.cp.block_finetune_epochs=0.5",
 ]
 
 
@@ -62,3 +65,25 @@ def test_pruning_baselines_share_one_reference_network(setting):
     assert len(full) == 1
     kinds = sorted(frame["kind"])
     assert kinds.count("pruningnet") == 1 and kinds.count("cell") == 3
+
+
+# CP's cell takes ~2 minutes more here (its LASSO fits); its selection and refit are tested in
+# tests/test_baselines_resnet.py, and both cells share prune_layerwise
+@pytest.mark.parametrize("method", ["thinet", pytest.param("cp", marks=pytest.mark.slow)])
+def test_resnet_pruning_cell_meets_its_budget_from_the_shared_reference(setting, method):
+    from repro.pipeline import run_cell
+    from repro.results import find_record, load_records
+
+    profile, data, results = setting
+    record, ran = run_cell(method, "channel", "resnet50", Constraint("flops", 2e9), profile, 0, data, results,
+                           log=lambda s: None, quiet=True)
+    assert ran and record.macs <= 2e9 and record.retrain_protocol == "finetune"
+    search = record.extra["search"]
+    assert 0.5 < search["keep_ratio"] < 0.6 and len(search["layers"]) == 32
+    assert all(layer["error_after"] <= layer["error_before"] + 1e-6 for layer in search["layers"])
+    assert find_record(results / "records", record.artifacts["retrain"]) is not None
+    frame, _ = load_records(results / "records")
+    canonical = list(ArchConfig.canonical("resnet50").widths)
+    references = [r for r in frame.to_dict("records") if r["kind"] == "retrain" and r["method"] == "scratch"
+                  and r["arch"]["widths"] == canonical]
+    assert len(references) == 1  # ThiNet and CP prune the same trained ResNet-50

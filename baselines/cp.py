@@ -1,0 +1,141 @@
+"""CP, channel pruning (He, Zhang and Sun, "Channel Pruning for Accelerating Very Deep Neural Networks", ICCV
+2017; public code yihui-he/channel-pruning) as a ``Method``: ``cp``, variant *Channel*, for ResNet-50.
+
+From the trained full network (``ctx.reference``), the first two convolutions of every bottleneck are
+pruned one after another (``baselines.reconstruct.prune_layerwise``) to the one keep ratio that meets the
+column's budget. For each, at sampled positions of sub-train images, the reading layer's input patches come
+from the network pruned so far and its outputs from the *original* network, so each step also corrects the
+error the earlier steps accumulated. Two steps per layer:
+
+1. **Channel selection by LASSO**: each input channel's contribution to every output (its patch times its
+   weights, the weights scaled to unit norm) is a column; a LASSO regression of the outputs on those
+   columns (scikit-learn's ``Lasso``) with its penalty raised by bisection until at most ``keep``
+   coefficients are non-zero selects the channels;
+2. **Reconstruction by least squares**: the reading layer's weights on the kept channels are refit to map
+   the kept input patches to the original outputs.
+
+Not reproduced: their ResNet "filter" layer, which samples a subset of the residual channels for a
+block's first convolution (our networks feed every block the whole residual stream).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from baselines.reconstruct import LayerChoice, LayerwiseConfig, Samples, contributions, least_squares, prune_layerwise
+from repro.method import Constraint, Method, SearchResult, register
+
+
+@dataclass(frozen=True)
+class CPConfig(LayerwiseConfig):
+    """Defaults: ethanhe42/channel-pruning (formerly yihui-he/channel-pruning) lib/cfgs.py and lib/decompose.py:
+    500 batches of 10 images (5,000), 10 points per image, the LASSO on a random 400 of the sampled points;
+    no fine-tuning between layers."""
+
+    section: ClassVar[str] = "methods.cp"
+    calibration_images: int = 5000
+    points_per_image: int = 10
+    block_finetune_epochs: float = 0.0
+    lasso_points: int = 400  # sampled points whose (point, output channel) rows the LASSO sees
+    lasso_steps: int = 30  # bisection steps on the penalty
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("lasso_points", "lasso_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"methods.cp.{name}={getattr(self, name)} must be at least 1")
+
+
+def lasso_select(contrib: torch.Tensor, target: torch.Tensor, keep: int, points: int, steps: int,
+                 gen: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
+    """The ``keep`` channels (sorted) a LASSO of ``target`` (points, out) on the channels' contributions
+    ``contrib`` (points, channels, out) selects, and the coefficients it gave them; the regression sees every
+    output channel of ``points`` randomly drawn sampled points (theirs: 400). The penalty is bisected
+    (on a log scale) between no penalty and the smallest that zeroes every coefficient, towards the smallest
+    penalty that leaves at most ``keep`` non-zero; channels are then ranked by that solution's coefficients,
+    ties broken by the last solution with more than ``keep``."""
+    from sklearn.linear_model import Lasso
+
+    total, channels, out = contrib.shape
+    if not 1 <= keep <= channels:
+        raise ValueError(f"cannot keep {keep} of {channels} channels")
+    if total > points:
+        pick = torch.randperm(total, generator=gen)[:points]
+        contrib, target = contrib[pick], target[pick]
+    x = contrib.permute(0, 2, 1).reshape(-1, channels).to(torch.float64).numpy()
+    yy = target.reshape(-1).to(torch.float64).numpy()
+    if keep == channels:
+        return torch.arange(channels), np.ones(channels)
+    top = float(np.abs(x.T @ yy).max()) / len(yy)  # the smallest penalty with every coefficient at zero
+    lo, hi = top * 1e-6, top
+    below = above = None  # solutions with <= keep and > keep non-zero coefficients
+
+    def fit(alpha: float) -> np.ndarray:
+        model = Lasso(alpha=alpha, fit_intercept=False, max_iter=2000, tol=1e-4)
+        model.fit(x, yy)
+        return model.coef_
+
+    for _ in range(steps):
+        mid = float(np.sqrt(lo * hi))
+        coef = fit(mid)
+        if np.count_nonzero(coef) > keep:
+            lo, above = mid, coef
+        else:
+            hi, below = mid, coef
+        if below is not None and np.count_nonzero(below) == keep:
+            break
+    below = fit(hi) if below is None else below
+    above = np.ones(channels) if above is None else above
+    order = np.lexsort((-np.abs(above), -np.abs(below)))  # primary: |below|, then |above|
+    return torch.from_numpy(np.sort(order[:keep])), below
+
+
+def refit(samples: Samples, weight: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """The reading layer's weight (its full shape; removed input columns zero) refit by least squares so the
+    kept channels' patches reproduce the sampled outputs."""
+    points, channels, k = samples.patches.shape
+    x = samples.patches[:, kept].reshape(points, len(kept) * k)
+    w = least_squares(x, samples.output)  # (out, kept x k)
+    new = torch.zeros_like(weight)
+    new[:, kept] = w.reshape(weight.shape[0], len(kept), *weight.shape[2:]).to(weight.dtype)
+    return new
+
+
+def relative_error(samples: Samples, weight: torch.Tensor) -> float:
+    """Relative squared error of the sampled outputs computed from the patches with ``weight``."""
+    pred = contributions(samples.patches, weight).sum(1)
+    return float(((samples.output - pred) ** 2).sum() / (samples.output ** 2).sum().clamp_min(1e-30))
+
+
+def make_choose(cfg: CPConfig):
+    def choose(samples: Samples, weight: torch.Tensor, keep: int, gen: torch.Generator) -> LayerChoice:
+        norms = weight.flatten(2).norm(dim=(0, 2)).clamp_min(1e-12)  # ||W_i||_F per input channel
+        contrib = contributions(samples.patches, weight / norms.view(1, -1, *([1] * (weight.ndim - 2))))
+        kept, _coef = lasso_select(contrib, samples.output, keep, cfg.lasso_points, cfg.lasso_steps, gen)
+        pruned = torch.zeros_like(weight)
+        pruned[:, kept] = weight[:, kept]
+        new = refit(samples, weight, kept)
+        return LayerChoice(kept, new, relative_error(samples, pruned), relative_error(samples, new))
+
+    return choose
+
+
+@register
+class CP(Method):
+    name = "cp"
+    variants = ("channel",)
+    retrain = "finetune"
+    config_type = CPConfig
+    families = ("resnet50",)
+
+    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
+        self.check(variant)
+        cfg = self.config(ctx.profile.methods)
+        return prune_layerwise(self.name, family, constraint, cfg, ctx, make_choose(cfg), target="original")
+
+
+__all__ = ["CP", "CPConfig", "lasso_select", "make_choose", "refit", "relative_error"]
