@@ -1,4 +1,5 @@
-"""Shared test options: ``--benchmark`` runs the speed/memory benchmarks, which are skipped otherwise, and
+"""Shared test options: ``--runslow`` also runs the tests marked slow; ``--benchmark`` runs the speed/memory
+benchmarks, which are skipped otherwise, and
 saves pytest-benchmark's JSON under ``.benchmarks/`` (unless ``--benchmark-json``/``--benchmark-save`` say
 where), so runs can be compared with ``--benchmark-compare``."""
 
@@ -25,6 +26,8 @@ def make_tiny_data(base: Path, seed: int, train_per_class: int, per_class: int) 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--benchmark", action="store_true", default=False,
                      help="run the benchmarks (tests that use pytest-benchmark's `benchmark` fixture)")
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run the tests marked slow (minutes each; the default run skips them)")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
@@ -37,9 +40,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--benchmark"):
-        return
-    skip = pytest.mark.skip(reason="benchmark: run with `pytest tests/ --benchmark`")
+    slow = pytest.mark.skip(reason="slow: run with `pytest tests/ --runslow`")
+    bench = pytest.mark.skip(reason="benchmark: run with `pytest tests/ --benchmark`")
     for item in items:
-        if "benchmark" in getattr(item, "fixturenames", ()):
-            item.add_marker(skip)
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(slow)
+        if "benchmark" in getattr(item, "fixturenames", ()) and not config.getoption("--benchmark"):
+            item.add_marker(bench)
