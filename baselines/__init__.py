@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 
 MODULES = ("baselines.uniform", "baselines.metapruning", "baselines.netadapt", "baselines.amc", "baselines.thinet",
-           "baselines.cp")
+           "baselines.cp", "baselines.sfp")
 
 
 def load_all() -> None:

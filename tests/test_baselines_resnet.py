@@ -106,3 +106,29 @@ def test_collected_samples_are_the_layer_output_split_by_input_channel():
     assert samples.patches.shape == (2 * 4 * 7, 8, 9) and samples.output.shape == (56, 5)
     torch.testing.assert_close(contributions(samples.patches, model[2].weight.detach()).sum(1), samples.output,
                                atol=1e-4, rtol=1e-4)
+
+
+def test_sfp_zeroes_exactly_the_lowest_norm_filters_and_lets_them_recover():
+    from baselines.sfp import soft_prune
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten())
+    with torch.no_grad():
+        model[0].weight.mul_(torch.tensor([1.0, 0.1, 2.0, 0.2, 3.0, 0.05, 1.5, 0.3]).view(8, 1, 1, 1))
+        model[1].bias.fill_(0.1)  # as in a trained network: a zeroed filter's ReLU still passes gradients
+    before = model[0].weight.detach().clone()
+    norms = before.flatten(1).norm(dim=1)
+    zeroed = soft_prune(model, {"0.weight": 5})["0.weight"]
+    assert zeroed == sorted(norms.argsort()[:3].tolist()) == [1, 3, 5]
+    after = model[0].weight.detach()
+    assert float(after[zeroed].abs().sum()) == 0.0
+    kept = [i for i in range(8) if i not in zeroed]
+    assert torch.equal(after[kept], before[kept])
+    # not frozen: a training step moves the zeroed filters again
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    assert all(float(model[0].weight[i].abs().sum()) > 0 for i in zeroed)

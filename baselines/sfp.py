@@ -1,0 +1,177 @@
+"""SFP, soft filter pruning (He, Kang, Dong, Fu and Yang, "Soft Filter Pruning for Accelerating Deep
+Convolutional Neural Networks", IJCAI 2018; public code he-y/soft-filter-pruning) as a ``Method``: ``sfp``,
+variant *Channel*, for ResNet-50.
+
+From the trained full network (``ctx.reference``), training goes on (on sub-train, with the profile's recipe
+changed by ``soft_train``) while, before the first epoch and after every epoch, the filters of smallest L2
+norm in each pruned convolution have their weights set to zero (``soft_prune``). Zeroed filters are not frozen:
+the next epoch's updates may bring them back, and the next zeroing picks the smallest again, so which filters
+end up pruned is decided during training. At the end the zeroed filters are removed for real
+(``select_channels``) and the pipeline fine-tunes the smaller network (``retrain = "finetune"``).
+
+Pruned: the outputs of the first two convolutions of every bottleneck, all at one keep ratio, the largest that
+meets the column's budget (their "30%" prunes 30% of the filters, a keep ratio of 0.7). Departures: their code
+also zeroes the stem's and every bottleneck's third convolution's filters; those widths feed the residual
+stream, which our networks cannot narrow per block, so zeroing them would cost accuracy without removing MACs.
+Like their code, only the convolution weights are zeroed (the BatchNorm after a zeroed filter still adds its
+bias until the filter is removed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.arch import ArchConfig
+from repro.config import to_mapping
+from repro.method import Constraint, Method, SearchResult, register
+
+
+@dataclass(frozen=True)
+class SFPConfig:
+    # changes to the profile's recipe for the soft-pruning training (their pretrained variant: lr 0.01)
+    soft_train: dict[str, Any] = field(default_factory=lambda: {"lr": 0.01})
+    finetune: dict[str, Any] = field(default_factory=dict)  # changes to the recipe for the final fine-tune
+
+
+def filters_to_zero(weight: torch.Tensor, keep: int) -> torch.Tensor:
+    """Indices of the ``weight.shape[0] - keep`` output filters of smallest L2 norm (ties: lower index)."""
+    norms = weight.detach().flatten(1).norm(dim=1)
+    order = torch.sort(norms, stable=True).indices
+    return order[:weight.shape[0] - keep]
+
+
+@torch.no_grad()
+def soft_prune(model: torch.nn.Module, keep: dict[str, int]) -> dict[str, list[int]]:
+    """Zero, in each named convolution weight, the filters of smallest L2 norm so that ``keep[name]`` remain;
+    returns the zeroed indices per weight."""
+    params = dict(model.named_parameters())
+    out = {}
+    for name, k in keep.items():
+        w = params[name]
+        idx = filters_to_zero(w, k)
+        w[idx] = 0
+        out[name] = sorted(idx.tolist())
+    return out
+
+
+@register
+class SFP(Method):
+    name = "sfp"
+    variants = ("channel",)
+    retrain = "finetune"
+    config_type = SFPConfig
+    families = ("resnet50",)
+
+    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
+        from baselines.reconstruct import bottleneck_steps, ratio_for_budget
+        from repro.cost.budget import make_budget
+        from repro.data import resize_batch
+        from repro.models.prune import producers, select_channels
+        from repro.results import input_key
+        from repro.train.trainer import (
+            build_scheduler,
+            load_state,
+            make_optimizer,
+            make_precision,
+            save_checkpoint,
+            save_state,
+            train_step,
+        )
+
+        self.check(variant)
+        cfg = self.config(ctx.profile.methods)
+        budget = make_budget(constraint.kind, constraint.limit, family)
+        reference, ref_record = ctx.reference(family)
+        key = input_key(kind="search", method=self.name, family=family, constraint=constraint.to_dict(),
+                        config=to_mapping(cfg), reference=ref_record.key, seed=ctx.seed)
+        folder = Path(ctx.results) / "searches" / key
+        done, ckpt = folder / "result.pt", folder / "state.pt"
+        if done.is_file():
+            st = torch.load(done, map_location="cpu", weights_only=False)
+            return SearchResult(ArchConfig.from_dict(st["info"]["arch"]), weights=st["state"], info=st["info"],
+                                seconds=st["info"]["seconds"])
+        from repro.distributed import require_single_process
+
+        require_single_process("SFP's soft-pruning training")
+        arch0 = ArchConfig.canonical(family)
+        slots = [s for s, _ in bottleneck_steps(arch0)]
+        ratio, goal = ratio_for_budget(arch0, slots, budget.cost, budget.limit)
+        weights = {}
+        for s in slots:
+            (name,) = producers(arch0, s)
+            weights[name] = (s, goal.widths[s])
+        keep = {name: k for name, (_s, k) in weights.items()}
+        recipe = ctx.profile.train_for(family, cfg.soft_train, f"methods.{self.name}.soft_train")
+        data = ctx.subsets(family, recipe.batch_size)
+        model = data.prepare(reference)
+        steps_per_epoch = len(data.train_loader)
+        total = recipe.epochs * steps_per_epoch
+        optimizer = make_optimizer(model, recipe, 1)
+        scheduler = build_scheduler(optimizer, recipe, steps_per_epoch)
+        dtype, scaler = make_precision(recipe, data.device)
+        parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+        step, earlier, history = 0, 0.0, []
+        if ckpt.is_file():
+            saved = load_state(ckpt, data.device, parts)
+            step, earlier, history = saved["step"], saved["seconds"], saved["history"]
+            ctx.log(f"sfp: resumed at step {step} of {total} ({ckpt})")
+        else:
+            soft_prune(model, keep)  # their code zeroes once before the first epoch
+        resolution = data.resolution(arch0.resolution)
+        start = time.perf_counter()
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=step, desc=f"sfp {family} {constraint.label()}", unit="step",
+                   disable=True if ctx.quiet else None)
+        batches = data.train_batches(step)
+        losses = []
+        try:
+            while step < total:
+                model.train()
+                x, y = next(batches)
+                x = resize_batch(data.normalize(x), resolution)
+                losses.append(float(train_step(model, x, y.to(data.device), optimizer, scaler,
+                                               recipe.label_smoothing, dtype)))
+                scheduler.step()
+                step += 1
+                bar.update(1)
+                if step % steps_per_epoch == 0 or step == total:
+                    # how many zeroed filters the epoch brought back, then zero the smallest again
+                    params = dict(model.named_parameters())
+                    revived = sum(int((params[n].detach().flatten(1).norm(dim=1) > 0).sum()) - k
+                                  for n, k in keep.items())
+                    soft_prune(model, keep)
+                    history.append({"epoch": math.ceil(step / steps_per_epoch), "loss": sum(losses) / len(losses),
+                                    "filters_revived": revived})
+                    losses = []
+                    folder.mkdir(parents=True, exist_ok=True)
+                    save_state(ckpt, parts, step=step, seconds=earlier + time.perf_counter() - start,
+                               history=history)
+        finally:
+            bar.close()
+        seconds = earlier + time.perf_counter() - start
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        chosen = {}
+        for name, (slot, k) in weights.items():
+            zeroed = set(filters_to_zero(state[name], k).tolist())
+            chosen[slot] = torch.tensor([i for i in range(state[name].shape[0]) if i not in zeroed])
+        arch, state = select_channels(state, arch0, chosen)
+        info = {"key": key, "keep_ratio": ratio, "cost": budget.cost(arch), "limit": budget.limit,
+                "reference": ref_record.key, "seconds": seconds, "epochs": recipe.epochs, "history": history,
+                "arch": arch.with_imagenet_geometry().to_dict()}
+        save_checkpoint(done, info=info, state=state)
+        (folder / "result.json").write_text(json.dumps(info, indent=1))
+        ckpt.unlink(missing_ok=True)
+        ctx.log(f"sfp {family} {constraint.label()}: keep ratio {ratio:.3f}, {budget.format(info['cost'])}, "
+                f"{recipe.epochs} soft-pruning epochs in {seconds:.0f} s")
+        return SearchResult(arch.with_imagenet_geometry(), weights=state, info=info, seconds=seconds)
+
+
+__all__ = ["SFP", "SFPConfig", "filters_to_zero", "soft_prune"]
