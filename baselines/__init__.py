@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 
 MODULES = ("baselines.uniform", "baselines.metapruning", "baselines.netadapt", "baselines.amc", "baselines.thinet",
-           "baselines.cp", "baselines.sfp")
+           "baselines.cp", "baselines.sfp", "baselines.autopruner")
 
 
 def load_all() -> None:

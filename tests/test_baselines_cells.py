@@ -20,7 +20,7 @@ SMALL = [
     "methods.amc.warmup_episodes=2", "methods.amc.train_episodes=2", "methods.amc.calibration_batches=1",
     "methods.thinet.calibration_images=16", "methods.thinet.block_finetune_epochs=0",
     "methods.cp.calibration_images=16", "methods.cp.lasso_points=4", "methods.cp.lasso_steps=4",
-    "methods.cp.block_finetune_epochs=0.5",
+    "methods.cp.block_finetune_epochs=0.5", "methods.autopruner.stage_epochs=1",
 ]
 
 
@@ -69,7 +69,7 @@ def test_pruning_baselines_share_one_reference_network(setting):
 
 # CP's cell takes ~2 minutes more here (its LASSO fits); its selection and refit are tested in
 # tests/test_baselines_resnet.py, and both cells share prune_layerwise
-@pytest.mark.parametrize("method", ["thinet", "sfp", pytest.param("cp", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("method", ["thinet", "sfp", "autopruner", pytest.param("cp", marks=pytest.mark.slow)])
 def test_resnet_pruning_cell_meets_its_budget_from_the_shared_reference(setting, method):
     from repro.pipeline import run_cell
     from repro.results import find_record, load_records
@@ -82,6 +82,8 @@ def test_resnet_pruning_cell_meets_its_budget_from_the_shared_reference(setting,
     assert 0.5 < search["keep_ratio"] < 0.6
     if method == "sfp":  # soft-pruned for an epoch; zeroed filters came back during it
         assert search["history"] and search["history"][-1]["filters_revived"] > 0
+    elif method == "autopruner":  # gated training stage by stage, then pruned
+        assert [s["stage"] for s in search["stages"]] == [0, 1, 2, 3]
     else:
         assert len(search["layers"]) == 32
         assert all(layer["error_after"] <= layer["error_before"] + 1e-6 for layer in search["layers"])

@@ -132,3 +132,30 @@ def test_sfp_zeroes_exactly_the_lowest_norm_filters_and_lets_them_recover():
     torch.nn.functional.cross_entropy(model(x), y).backward()
     opt.step()
     assert all(float(model[0].weight[i].abs().sum()) > 0 for i in zeroed)
+
+
+@pytest.mark.parametrize("ratio", [0.25, 0.5])
+def test_autopruner_kept_fraction_converges_to_the_target_on_a_toy_network(ratio):
+    from baselines.autopruner import AutoPrunerConfig, Gated, map_sides, train_gated
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                                torch.nn.Conv2d(16, 4, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(32, 3, 8, 8, generator=g), torch.randint(0, 4, (32,), generator=g)) for _ in range(4)]
+    batches = itertools.cycle(data)
+    gated = Gated(model, map_sides(model, ["2"], data[0][0]), "cpu")
+    cfg = AutoPrunerConfig()
+    opt = torch.optim.SGD([*model.parameters(), *gated.gates.parameters()], lr=0.05, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _s: 1.0)
+
+    def ce(x, y):
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    codes, history = train_gated(model, gated, ratio, 300, batches, ce, cfg, opt, sched)
+    kept = float((codes["2"] > 0.5).float().mean())
+    assert abs(kept - ratio) <= 1 / 16, (kept, history[-3:])
+    # the codes became (nearly) binary as alpha grew
+    assert float(((codes["2"] < 0.1) | (codes["2"] > 0.9)).float().mean()) >= 0.9
+    gated.remove()
+    assert not model[2]._forward_hooks
