@@ -220,7 +220,7 @@ class MetaPruning(Method):
     variants = ("channel",)
     retrain = "scratch"
     config_type = MetaPruningConfig
-    families = ("mobilenet_v1", "mobilenet_v2")  # ResNet-50: the ResNet baselines issue
+    families = ("mobilenet_v1", "mobilenet_v2", "resnet50")
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         from baselines.metapruning_net import SCALES, encoding

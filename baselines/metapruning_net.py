@@ -13,6 +13,11 @@ their models:
   6x its widest input; genes: the stem, the first block's output, each block's expansion (their
   ``mid_channel_scale``) and each stage's output (tied by the residual additions); the last 1x1 stays at
   1280. Their first block also has a 1x1 expansion; ours, like torchvision's, has none.
+* ResNet-50 (``resnet/training/resnet.py``, ``resnet/searching/search.py``): 20 genes: the stem, the output
+  width of each of the first three stages (all its blocks' third convolutions and its projection: the residual
+  stream), and one scale per bottleneck shared by its first two convolutions; the last stage's output stays
+  at 2048. The widest network is the 1.0x one. Their generators see three numbers per convolution (mid, input
+  and output scale); ours see the ratios of the slots the weight spans, the same numbers without repeats.
 
 **PruningNet.** The widest network whose convolution weights are *generated*: for each convolution two
 fully-connected layers (``hidden`` units, ReLU between) map the scale ratios of the slots its weight spans
@@ -94,8 +99,14 @@ def encoding(family: str) -> Encoding:
             prev = widths[p]
         widest = ArchConfig(family, tuple(widths), spec.max_depths)
         return Encoding(family, _genes(family, {spec.num_widths - 1}), widest)
-    raise ValueError(f"MetaPruning's encoding is defined here for mobilenet_v1 and mobilenet_v2, not {family!r} "
-                     f"(ResNet-50 comes with the ResNet baselines issue)")
+    if family == "resnet50":
+        # their resnet/searching/search.py: the stem, the output width of stages 1-3 (the residual stream, tied
+        # by the additions; stage 4 stays at 2048) and one "mid" scale per bottleneck for conv1 and conv2
+        genes = [(0,), *spec.ties[:3]]
+        genes += [(blk.slot("conv1"), blk.slot("conv2")) for blk in spec.blocks]
+        return Encoding(family, tuple(tuple(g) for g in genes), ArchConfig.canonical(family))
+    raise ValueError(f"MetaPruning's encoding is defined for mobilenet_v1, mobilenet_v2 and resnet50, not "
+                     f"{family!r}")
 
 
 def _start_at_conv_scale(generator: nn.Sequential, fan_in: int) -> None:

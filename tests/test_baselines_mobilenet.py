@@ -68,7 +68,7 @@ def test_select_channels_refuses_bad_indices_and_split_ties():
 
 # --- MetaPruning ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("family", ["mobilenet_v1", "mobilenet_v2"])
+@pytest.mark.parametrize("family", ["mobilenet_v1", "mobilenet_v2", "resnet50"])
 def test_pruningnet_generates_every_weight_of_a_sampled_network(family):
     from baselines.metapruning_net import SCALES, PruningNet, encoding
 
@@ -130,6 +130,15 @@ def test_metapruning_encoding_follows_their_models():
     assert v2.size == 1 + 1 + 16 + 6  # stem, first block, each expansion, each later stage's output
     widest = v2.decode([30] * v2.size)
     assert widest.widths[0] == 44 and widest.widths[-1] == 1280 and widest.widths[2] == 6 * 22
+    r50 = encoding("resnet50")
+    assert r50.size == 1 + 3 + 16  # stem, stage outputs 1-3, one mid scale per bottleneck (their search.py)
+    assert r50.decode([30] * 20) == ArchConfig.canonical("resnet50")
+    half = r50.decode([13] * 20)  # scale 0.49
+    spec = half.spec
+    for blk in spec.blocks:  # conv1 and conv2 share their gene; the last stage's output stays at 2048
+        assert half.widths[blk.slot("conv1")] == half.widths[blk.slot("conv2")]
+        assert half.widths[blk.slot("conv3")] == (2048 if blk.stage == 3 else int(256 * 2 ** blk.stage * 0.49))
+    assert half.widths[0] == int(64 * 0.49)
 
 
 def test_evolution_respects_the_budget_and_improves_a_toy_objective():
