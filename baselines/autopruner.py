@@ -10,8 +10,10 @@ cross-entropy + sum over gates of ``lambda x (mean code - r)^2``, which drives e
 ``r``; ``alpha`` grows linearly from 1 to 100 over the phase, so the codes become binary. ``lambda`` starts at
 10 and every 20 steps is reset to ``100 x |pruned fraction - (1 - r)|`` (the pruned fraction of the codes
 binarized at 0.5). As in their code, one stage at a time: gates on that stage's blocks, train, remove the
-channels whose codes are lowest (averaged over the last 20 steps), then the next stage from the smaller network;
-the last block of the network is not pruned. Then the pipeline fine-tunes (``retrain = "finetune"``).
+channels whose codes are lowest (averaged over the last 20 steps; saturated ties broken by the scores), then the
+next stage from the smaller network; the last block of the network is not pruned. The state is checkpointed
+after each stage (not within one: an interrupted stage starts again). Then the pipeline fine-tunes
+(``retrain = "finetune"``).
 
 ``r`` is the largest keep ratio, one for every gated layer, that meets the column's budget (their 0.5 and 0.3
 models keep half and 30%). Departures: their code also bumps ``alpha`` when the codes are slow to binarize
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,16 +75,21 @@ class Gate(nn.Module):
         nn.init.zeros_(self.fc.bias)
         self.alpha = 1.0
         self.last: torch.Tensor | None = None  # the codes of the last forward pass
+        self.last_score: torch.Tensor | None = None  # and their scores
 
-    def codes(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.float().mean(0, keepdim=True)
-        if self.pool:
-            m = F.max_pool2d(m, 2)
-        return torch.sigmoid(self.alpha * self.fc(m.flatten(1))).squeeze(0)
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The fully-connected layer's score per channel (before alpha and the sigmoid), in float32 whatever
+        the autocast around it: at alpha near 100 the codes saturate, and in float16 they would tie."""
+        with torch.autocast(x.device.type, enabled=False):
+            m = x.float().mean(0, keepdim=True)
+            if self.pool:
+                m = F.max_pool2d(m, 2)
+            return self.fc(m.flatten(1)).squeeze(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.codes(x)
-        self.last = v
+        s = self.scores(x)
+        v = torch.sigmoid(self.alpha * s)
+        self.last, self.last_score = v, s
         return x * v.to(x.dtype).view(1, -1, 1, 1)
 
 
@@ -130,9 +138,10 @@ def map_sides(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, 
 def train_gated(model: nn.Module, gated: Gated, ratio: float, steps: int, batches, step_fn, cfg: AutoPrunerConfig,
                 optimizer, scheduler, scaler=None) -> tuple[dict[str, torch.Tensor], list[dict[str, float]]]:
     """``steps`` steps of gated training (``step_fn(x, y)`` gives the cross-entropy of a batch); returns each
-    gate's codes averaged over the last ``lambda_every`` steps and a short history."""
+    gate's codes and scores averaged over the last ``lambda_every`` steps, and a short history."""
     lambdas = {n: cfg.lambda_start for n in gated.names}
     recent: dict[str, list[torch.Tensor]] = {n: [] for n in gated.names}
+    scores: dict[str, list[torch.Tensor]] = {n: [] for n in gated.names}
     history = []
     for step in range(steps):
         alpha = cfg.alpha_start + (cfg.alpha_end - cfg.alpha_start) * step / max(1, steps - 1)
@@ -152,13 +161,16 @@ def train_gated(model: nn.Module, gated: Gated, ratio: float, steps: int, batche
             scaler.update()
         scheduler.step()
         for n in gated.names:
-            recent[n] = (recent[n] + [gated.gates[n.replace(".", "_")].last.detach().cpu()])[-cfg.lambda_every:]
+            gate = gated.gates[n.replace(".", "_")]
+            recent[n] = (recent[n] + [gate.last.detach().cpu()])[-cfg.lambda_every:]
+            scores[n] = (scores[n] + [gate.last_score.detach().cpu()])[-cfg.lambda_every:]
         if (step + 1) % cfg.lambda_every == 0 or step + 1 == steps:
             pruned = {n: float((torch.stack(recent[n]).mean(0) <= 0.5).float().mean()) for n in gated.names}
             lambdas = {n: cfg.lambda_scale * abs(pruned[n] - (1 - ratio)) for n in gated.names}
             history.append({"step": step + 1, "alpha": alpha, "loss": float(ce),
                             "kept": 1 - sum(pruned.values()) / len(pruned)})
-    return {n: torch.stack(recent[n]).mean(0) for n in gated.names}, history
+    return ({n: torch.stack(recent[n]).mean(0) for n in gated.names},
+            {n: torch.stack(scores[n]).mean(0) for n in gated.names}, history)
 
 
 @register
@@ -231,11 +243,15 @@ class AutoPruner(Method):
                 with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
                     return F.cross_entropy(model(x), y.to(data.device).long(), label_smoothing=recipe.label_smoothing)
 
-            codes, history = train_gated(model, gated, ratio, steps, data.train_batches(stage * steps), step_fn,
-                                         cfg, optimizer, scheduler, scaler)
-            gated.remove()
+            try:
+                codes, scores, history = train_gated(model, gated, ratio, steps, data.train_batches(stage * steps),
+                                                     step_fn, cfg, optimizer, scheduler, scaler)
+            finally:
+                gated.remove()
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            keep = {s: codes[names[s]].argsort(descending=True)[:goal.widths[s]].sort().values for s in mine}
+            # the highest codes, ties (saturated codes) broken by the scores behind them
+            keep = {s: torch.from_numpy(np.lexsort((-scores[names[s]].numpy(), -codes[names[s]].numpy()))
+                                        [:goal.widths[s]].copy()).sort().values for s in mine}
             arch, state = select_channels(state, arch, keep)
             st["history"].append({"stage": stage, "steps": steps, "history": history,
                                   "kept_by_codes": {names[s]: float((codes[names[s]] > 0.5).float().mean())

@@ -26,7 +26,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from baselines.reconstruct import LayerChoice, LayerwiseConfig, Samples, contributions, least_squares, prune_layerwise
+from baselines.reconstruct import (
+    LayerChoice,
+    LayerwiseConfig,
+    Samples,
+    contributions,
+    least_squares,
+    output_error,
+    prune_layerwise,
+)
 from repro.method import Constraint, Method, SearchResult, register
 
 
@@ -50,23 +58,20 @@ class CPConfig(LayerwiseConfig):
                 raise ValueError(f"methods.cp.{name}={getattr(self, name)} must be at least 1")
 
 
-def lasso_select(contrib: torch.Tensor, target: torch.Tensor, keep: int, points: int, steps: int,
-                 gen: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
+def lasso_select(contrib: torch.Tensor, target: torch.Tensor, keep: int, steps: int
+                 ) -> tuple[torch.Tensor, np.ndarray]:
     """The ``keep`` channels (sorted) a LASSO of ``target`` (points, out) on the channels' contributions
     ``contrib`` (points, channels, out) selects, and the coefficients it gave them; the regression sees every
-    output channel of ``points`` randomly drawn sampled points (theirs: 400). The penalty is bisected
-    (on a log scale) between no penalty and the smallest that zeroes every coefficient, towards the smallest
+    output channel of every point given. The penalty is bisected (on a log scale) between a millionth of and
+    the smallest penalty that zeroes every coefficient, towards the smallest
     penalty that leaves at most ``keep`` non-zero; channels are then ranked by that solution's coefficients,
     ties broken by the last solution with more than ``keep``."""
     from sklearn.linear_model import Lasso
 
-    total, channels, out = contrib.shape
+    _points, channels, _out = contrib.shape
     if not 1 <= keep <= channels:
         raise ValueError(f"cannot keep {keep} of {channels} channels")
-    if total > points:
-        pick = torch.randperm(total, generator=gen)[:points]
-        contrib, target = contrib[pick], target[pick]
-    x = contrib.permute(0, 2, 1).reshape(-1, channels).to(torch.float64).numpy()
+    x = np.asfortranarray(contrib.permute(0, 2, 1).reshape(-1, channels).to(torch.float64).numpy())
     yy = target.reshape(-1).to(torch.float64).numpy()
     if keep == channels:
         return torch.arange(channels), np.ones(channels)
@@ -105,21 +110,18 @@ def refit(samples: Samples, weight: torch.Tensor, kept: torch.Tensor) -> torch.T
     return new
 
 
-def relative_error(samples: Samples, weight: torch.Tensor) -> float:
-    """Relative squared error of the sampled outputs computed from the patches with ``weight``."""
-    pred = contributions(samples.patches, weight).sum(1)
-    return float(((samples.output - pred) ** 2).sum() / (samples.output ** 2).sum().clamp_min(1e-30))
-
-
 def make_choose(cfg: CPConfig):
     def choose(samples: Samples, weight: torch.Tensor, keep: int, gen: torch.Generator) -> LayerChoice:
+        # the LASSO sees lasso_points of the samples: only their contributions are formed, (points, in, out)
+        # for every sample would not fit in memory at ImageNet sizes
+        pick = torch.randperm(samples.patches.shape[0], generator=gen)[:cfg.lasso_points]
         norms = weight.flatten(2).norm(dim=(0, 2)).clamp_min(1e-12)  # ||W_i||_F per input channel
-        contrib = contributions(samples.patches, weight / norms.view(1, -1, *([1] * (weight.ndim - 2))))
-        kept, _coef = lasso_select(contrib, samples.output, keep, cfg.lasso_points, cfg.lasso_steps, gen)
+        contrib = contributions(samples.patches[pick], weight / norms.view(1, -1, *([1] * (weight.ndim - 2))))
+        kept, _coef = lasso_select(contrib, samples.output[pick], keep, cfg.lasso_steps)
         pruned = torch.zeros_like(weight)
         pruned[:, kept] = weight[:, kept]
         new = refit(samples, weight, kept)
-        return LayerChoice(kept, new, relative_error(samples, pruned), relative_error(samples, new))
+        return LayerChoice(kept, new, output_error(samples, pruned), output_error(samples, new))
 
     return choose
 
@@ -138,4 +140,4 @@ class CP(Method):
         return prune_layerwise(self.name, family, constraint, cfg, ctx, make_choose(cfg), target="original")
 
 
-__all__ = ["CP", "CPConfig", "lasso_select", "make_choose", "refit", "relative_error"]
+__all__ = ["CP", "CPConfig", "lasso_select", "make_choose", "refit"]

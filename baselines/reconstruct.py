@@ -106,6 +106,17 @@ def contributions(patches: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.einsum("pck,ock->pco", patches, w)
 
 
+def output_error(samples: Samples, weight: torch.Tensor) -> float:
+    """Relative squared error of the sampled outputs computed from the patches with ``weight``."""
+    pred = samples.patches.flatten(1) @ weight.reshape(weight.shape[0], -1).to(samples.patches.dtype).T
+    return relative_error(samples.output, pred)
+
+
+def relative_error(target: torch.Tensor, pred: torch.Tensor) -> float:
+    """||target - pred||^2 / ||target||^2."""
+    return float(((target - pred) ** 2).sum() / (target ** 2).sum().clamp_min(1e-30))
+
+
 def _positions(n: int, positions: int, points: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randint(0, positions, (n, points), generator=gen)
 
@@ -190,7 +201,7 @@ class LayerChoice:
     error_after: float  # the same after the method's refit
 
 
-def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, target: str, seed_offset: int = 0):
+def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, target: str):
     """Prune a trained network's bottleneck slots one after another, in network order, to the widths of the
     one keep ratio that meets the budget (``ratio_for_budget``); returns a ``SearchResult`` with the pruned
     network's weights (the pipeline fine-tunes them).
@@ -242,7 +253,7 @@ def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, targ
               "layers": [], "seconds": 0.0}
     data = ctx.subsets(family)
     recipe = ctx.profile.train_for(family)
-    original = data.prepare(reference).eval()
+    original = data.prepare(reference).eval() if target == "original" else None
     resolution = data.resolution(arch0.resolution)
     start = time.perf_counter()
     from tqdm import tqdm
@@ -262,7 +273,8 @@ def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, targ
                 found = collect(pairs, data, resolution, cfg.calibration_images, cfg.points_per_image,
                                 ctx.seed * 1000 + i)
                 samples = found[0] if target == "current" else Samples(found[0].patches, found[1].output)
-                gen = torch.Generator().manual_seed(ctx.seed * 1000 + i + seed_offset)
+                # another stream than the positions': ThiNet draws an output channel per sampled position
+                gen = torch.Generator().manual_seed(1_000_003 * (ctx.seed + 1) + i)
                 choice = choose(samples, st["state"][reader], keep, gen)
                 state = dict(st["state"])
                 state[reader] = choice.reader_weight.to(state[reader].dtype)
@@ -302,4 +314,4 @@ def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, targ
 
 
 __all__ = ["LayerChoice", "LayerwiseConfig", "Samples", "bottleneck_steps", "collect", "contributions", "least_squares",
-           "prune_layerwise", "ratio_for_budget", "with_ratio"]
+           "output_error", "prune_layerwise", "ratio_for_budget", "relative_error", "with_ratio"]

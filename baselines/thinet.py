@@ -21,7 +21,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from baselines.reconstruct import LayerChoice, LayerwiseConfig, Samples, prune_layerwise
+from baselines.reconstruct import (
+    LayerChoice,
+    LayerwiseConfig,
+    Samples,
+    least_squares,
+    prune_layerwise,
+    relative_error,
+)
 from repro.method import Constraint, Method, SearchResult, register
 
 
@@ -44,8 +51,12 @@ def training_set(samples: Samples, weight: torch.Tensor, gen: torch.Generator) -
     layer at each sampled point (their x-hat); a row's sum is that output (their y-hat)."""
     out_channels = weight.shape[0]
     chosen = torch.randint(0, out_channels, (samples.patches.shape[0],), generator=gen)
-    w = weight.reshape(out_channels, weight.shape[1], -1)[chosen].to(torch.float64)  # (points, C, k*k)
-    return (samples.patches.to(torch.float64) * w).sum(-1)
+    w = weight.reshape(out_channels, weight.shape[1], -1).to(samples.patches.dtype)
+    contrib = torch.empty(samples.patches.shape[:2], dtype=torch.float64)
+    for o in chosen.unique().tolist():  # one output channel's rows at a time: no (points, C, k) copy
+        rows = (chosen == o).nonzero().squeeze(1)
+        contrib[rows] = (samples.patches[rows] * w[o]).sum(-1).double()
+    return contrib
 
 
 def greedy_keep(contrib: torch.Tensor, keep: int) -> torch.Tensor:
@@ -73,16 +84,13 @@ def greedy_keep(contrib: torch.Tensor, keep: int) -> torch.Tensor:
 def scales(contrib: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     """Per kept channel, the factor that best reproduces the full outputs from the kept contributions (least
     squares)."""
-    target = contrib.sum(1, keepdim=True)
-    return torch.linalg.lstsq(contrib[:, kept].double(), target.double()).solution.squeeze(1)
+    return least_squares(contrib, contrib.sum(1, keepdim=True), kept).squeeze(0).double()
 
 
 def reconstruction_error(contrib: torch.Tensor, kept: torch.Tensor, factors: torch.Tensor | None = None) -> float:
     """The relative squared error of the sampled outputs reproduced from the kept channels only."""
-    full = contrib.sum(1)
-    part = contrib[:, kept] @ (factors.to(contrib.dtype) if factors is not None else torch.ones(len(kept),
-                                                                                                dtype=contrib.dtype))
-    return float(((full - part) ** 2).sum() / (full ** 2).sum().clamp_min(1e-30))
+    weights = factors.to(contrib.dtype) if factors is not None else torch.ones(len(kept), dtype=contrib.dtype)
+    return relative_error(contrib.sum(1), contrib[:, kept] @ weights)
 
 
 def choose(samples: Samples, weight: torch.Tensor, keep: int, gen: torch.Generator) -> LayerChoice:

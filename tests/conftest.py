@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     slow = pytest.mark.skip(reason="slow: run with `pytest tests/ --runslow`")
     bench = pytest.mark.skip(reason="benchmark: run with `pytest tests/ --benchmark`")
     for item in items:
-        if "slow" in item.keywords and not config.getoption("--runslow"):
+        if item.get_closest_marker("slow") and not config.getoption("--runslow"):
             item.add_marker(slow)
         if "benchmark" in getattr(item, "fixturenames", ()) and not config.getoption("--benchmark"):
             item.add_marker(bench)

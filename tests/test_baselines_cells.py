@@ -1,6 +1,7 @@
-"""MetaPruning, NetAdapt and AMC as table cells through the pipeline, on a tiny copy of the embedded data set
-with every number of their settings at its smallest: each cell meets its budget, the pruning methods start
-from one shared reference network and fine-tune the weights they return, and a rerun is cached."""
+"""The baselines as table cells through the pipeline, on a tiny copy of the embedded data set with every number
+of their settings at its smallest: MetaPruning, NetAdapt and AMC on MobileNet V1, ThiNet, SFP, AutoPruner (and,
+with --runslow, CP) on ResNet-50. Each cell meets its budget, the pruning methods start from one shared
+reference network per family and fine-tune the weights they return, and a rerun is cached."""
 
 from __future__ import annotations
 

@@ -106,6 +106,13 @@ def test_collected_samples_are_the_layer_output_split_by_input_channel():
     assert samples.patches.shape == (2 * 4 * 7, 8, 9) and samples.output.shape == (56, 5)
     torch.testing.assert_close(contributions(samples.patches, model[2].weight.detach()).sum(1), samples.output,
                                atol=1e-4, rtol=1e-4)
+    # two networks (CP: the pruned one's inputs, the original's outputs) are sampled at the same positions
+    other = torch.nn.Sequential(*[m for m in model])
+    other[2] = torch.nn.Conv2d(8, 5, 3, stride=2, padding=1, bias=False)
+    a, b = collect([(model, "2.weight"), (other, "2.weight")], data, 12, 8, 7, seed=0, batch_source=iter(batches))
+    torch.testing.assert_close(a.patches, b.patches)
+    torch.testing.assert_close(contributions(b.patches, other[2].weight.detach()).sum(1), b.output, atol=1e-4,
+                               rtol=1e-4)
 
 
 def test_sfp_zeroes_exactly_the_lowest_norm_filters_and_lets_them_recover():
@@ -152,7 +159,7 @@ def test_autopruner_kept_fraction_converges_to_the_target_on_a_toy_network(ratio
     def ce(x, y):
         return torch.nn.functional.cross_entropy(model(x), y)
 
-    codes, history = train_gated(model, gated, ratio, 300, batches, ce, cfg, opt, sched)
+    codes, _scores, history = train_gated(model, gated, ratio, 300, batches, ce, cfg, opt, sched)
     kept = float((codes["2"] > 0.5).float().mean())
     assert abs(kept - ratio) <= 1 / 16, (kept, history[-3:])
     # the codes became (nearly) binary as alpha grew
