@@ -167,7 +167,7 @@ def train_gated(model: nn.Module, gated: Gated, ratio: float, steps: int, batche
         if (step + 1) % cfg.lambda_every == 0 or step + 1 == steps:
             pruned = {n: float((torch.stack(recent[n]).mean(0) <= 0.5).float().mean()) for n in gated.names}
             lambdas = {n: cfg.lambda_scale * abs(pruned[n] - (1 - ratio)) for n in gated.names}
-            history.append({"step": step + 1, "alpha": alpha, "loss": float(ce),
+            history.append({"step": step + 1, "alpha": alpha, "loss": float(ce.detach()),
                             "kept": 1 - sum(pruned.values()) / len(pruned)})
     return ({n: torch.stack(recent[n]).mean(0) for n in gated.names},
             {n: torch.stack(scores[n]).mean(0) for n in gated.names}, history)

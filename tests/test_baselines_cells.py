@@ -1,6 +1,6 @@
 """The baselines as table cells through the pipeline, on a tiny copy of the embedded data set with every number
-of their settings at its smallest: MetaPruning, NetAdapt and AMC on MobileNet V1, ThiNet, SFP, AutoPruner (and,
-with --runslow, CP) on ResNet-50. Each cell meets its budget, the pruning methods start from one shared
+of their settings at its smallest: MetaPruning, NetAdapt and AMC on MobileNet V1, ThiNet, SFP (and, with
+--runslow, AutoPruner and CP) on ResNet-50. Each cell meets its budget, the pruning methods start from one shared
 reference network per family and fine-tune the weights they return, and a rerun is cached."""
 
 from __future__ import annotations
@@ -68,9 +68,11 @@ def test_pruning_baselines_share_one_reference_network(setting):
     assert kinds.count("pruningnet") == 1 and kinds.count("cell") == 3
 
 
-# CP's cell takes ~2 minutes more here (its LASSO fits); its selection and refit are tested in
-# tests/test_baselines_resnet.py, and both cells share prune_layerwise
-@pytest.mark.parametrize("method", ["thinet", "sfp", "autopruner", pytest.param("cp", marks=pytest.mark.slow)])
+# CP's and AutoPruner's cells add 1-2 minutes to the default run (LASSO fits, four gated stages): they run with
+# --runslow; CP's selection and refit and AutoPruner's gates are tested in tests/test_baselines_resnet.py, and
+# CP's cell shares prune_layerwise with ThiNet's
+@pytest.mark.parametrize("method", ["thinet", "sfp", pytest.param("autopruner", marks=pytest.mark.slow),
+                                    pytest.param("cp", marks=pytest.mark.slow)])
 def test_resnet_pruning_cell_meets_its_budget_from_the_shared_reference(setting, method):
     from repro.pipeline import run_cell
     from repro.results import find_record, load_records
