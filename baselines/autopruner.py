@@ -23,11 +23,9 @@ models keep half and 30%). Departures: their code also bumps ``alpha`` when the 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,8 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.arch import ArchConfig
-from repro.config import to_mapping
+from repro.arch import ArchConfig, family_spec
 from repro.method import Constraint, Method, SearchResult, register
 
 
@@ -182,34 +179,21 @@ class AutoPruner(Method):
     families = ("resnet50",)
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
-        from baselines.reconstruct import bottleneck_steps, ratio_for_budget
-        from repro.cost.budget import make_budget
+        from baselines.reconstruct import PruningSearch
         from repro.data import resize_batch
         from repro.models import build_model
         from repro.models.prune import producers, select_channels
-        from repro.results import input_key
         from repro.train.trainer import build_scheduler, make_optimizer, make_precision, save_checkpoint
 
         self.check(variant)
         cfg = self.config(ctx.profile.methods)
-        budget = make_budget(constraint.kind, constraint.limit, family)
-        reference, ref_record = ctx.reference(family)
-        key = input_key(kind="search", method=self.name, family=family, constraint=constraint.to_dict(),
-                        config=to_mapping(cfg), reference=ref_record.key, seed=ctx.seed)
-        folder = Path(ctx.results) / "searches" / key
-        done, saved = folder / "result.pt", folder / "state.pt"
-        if done.is_file():
-            st = torch.load(done, map_location="cpu", weights_only=False)
-            return SearchResult(ArchConfig.from_dict(st["info"]["arch"]), weights=st["state"], info=st["info"],
-                                seconds=st["info"]["seconds"])
-        from repro.distributed import require_single_process
-
-        require_single_process("AutoPruner's gated training")
-        arch0 = ArchConfig.canonical(family)
+        last = family_spec(family).blocks[-1]
+        search = PruningSearch.open(self.name, family, constraint, cfg, ctx, skip=(last.slot("conv1"),
+                                    last.slot("conv2")), what="AutoPruner's gated training")
+        if search.cached is not None:
+            return search.cached
+        arch0, slots, ratio, goal, saved = search.arch0, search.slots, search.ratio, search.goal, search.state_path
         spec = arch0.spec
-        last = spec.blocks[-1]
-        slots = [s for s, _ in bottleneck_steps(arch0) if s not in (last.slot("conv1"), last.slot("conv2"))]
-        ratio, goal = ratio_for_budget(arch0, slots, budget.cost, budget.limit)
         recipe = ctx.profile.train_for(family, cfg.gate_train, f"methods.{self.name}.gate_train")
         data = ctx.subsets(family, recipe.batch_size)
         resolution = data.resolution(arch0.resolution)
@@ -219,7 +203,7 @@ class AutoPruner(Method):
             ctx.log(f"autopruner: resumed after stage {st['stage']} ({saved})")
         else:
             st = {"stage": 0, "arch": arch0.to_dict(), "state": {k: v.detach().cpu() for k, v in
-                                                                 reference.state_dict().items()},
+                                                                 search.reference.state_dict().items()},
                   "history": [], "seconds": 0.0}
         dtype, scaler = make_precision(recipe, data.device)
         steps = max(1, round(cfg.stage_epochs * len(data.train_loader)))
@@ -259,18 +243,12 @@ class AutoPruner(Method):
             st.update(stage=stage + 1, arch=arch.to_dict(), state=state)
             st["seconds"] += time.perf_counter() - start
             start = time.perf_counter()
-            folder.mkdir(parents=True, exist_ok=True)
+            search.folder.mkdir(parents=True, exist_ok=True)
             save_checkpoint(saved, **st)
         arch = ArchConfig.from_dict(st["arch"])
-        info = {"key": key, "keep_ratio": ratio, "cost": budget.cost(arch), "limit": budget.limit,
-                "reference": ref_record.key, "seconds": st["seconds"], "stages": st["history"],
-                "arch": arch.with_imagenet_geometry().to_dict()}
-        save_checkpoint(done, info=info, state=st["state"])
-        (folder / "result.json").write_text(json.dumps(info, indent=1))
-        saved.unlink(missing_ok=True)
-        ctx.log(f"autopruner {family} {constraint.label()}: keep ratio {ratio:.3f}, {budget.format(info['cost'])}, "
-                f"{len(spec.max_depths)} stages x {steps} steps in {st['seconds']:.0f} s")
-        return SearchResult(arch.with_imagenet_geometry(), weights=st["state"], info=info, seconds=st["seconds"])
-
+        ctx.log(f"autopruner {family} {constraint.label()}: keep ratio {ratio:.3f}, "
+                f"{search.budget.format(search.budget.cost(arch))}, {len(spec.max_depths)} stages x {steps} steps in "
+                f"{st['seconds']:.0f} s")
+        return search.finish(arch, st["state"], st["seconds"], stages=st["history"])
 
 __all__ = ["AutoPruner", "AutoPrunerConfig", "Gate", "Gated", "map_sides", "train_gated"]

@@ -185,6 +185,74 @@ def least_squares(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None = 
     return sol.T.float()
 
 
+@dataclass
+class PruningSearch:
+    """What a pruning search of a trained ResNet-50 starts from and where it keeps its files (ThiNet, CP, SFP,
+    AutoPruner): the budget, the shared reference network, the search's key and folder, the slots it prunes and
+    the one keep ratio that meets the budget. ``cached`` is the finished search when its result is on disk."""
+
+    budget: Any
+    reference: Any
+    ref_record: Any
+    key: str
+    folder: Any
+    arch0: ArchConfig
+    slots: list[int]
+    ratio: float
+    goal: ArchConfig
+    cached: Any = None
+
+    @property
+    def state_path(self):
+        return self.folder / "state.pt"
+
+    @classmethod
+    def open(cls, method: str, family: str, constraint, cfg, ctx, skip: Sequence[int] = (),
+             what: str = "") -> PruningSearch:
+        from pathlib import Path
+
+        from repro.config import to_mapping
+        from repro.cost.budget import make_budget
+        from repro.method import SearchResult
+        from repro.results import input_key
+
+        budget = make_budget(constraint.kind, constraint.limit, family)
+        reference, ref_record = ctx.reference(family)
+        key = input_key(kind="search", method=method, family=family, constraint=constraint.to_dict(),
+                        config=to_mapping(cfg), reference=ref_record.key, seed=ctx.seed)
+        folder = Path(ctx.results) / "searches" / key
+        arch0 = ArchConfig.canonical(family)
+        slots = [s for s, _ in bottleneck_steps(arch0) if s not in skip]
+        ratio, goal = ratio_for_budget(arch0, slots, budget.cost, budget.limit)
+        cached = None
+        if (folder / "result.pt").is_file():
+            st = torch.load(folder / "result.pt", map_location="cpu", weights_only=False)
+            cached = SearchResult(ArchConfig.from_dict(st["info"]["arch"]), weights=st["state"], info=st["info"],
+                                  seconds=st["info"]["seconds"])
+        else:
+            from repro.distributed import require_single_process
+
+            require_single_process(what or f"{method}'s pruning")
+        return cls(budget, reference, ref_record, key, folder, arch0, slots, ratio, goal, cached)
+
+    def finish(self, arch: ArchConfig, state: dict, seconds: float, **extra: Any):
+        """Write the result (weights and info; ``result.json`` for people), drop the checkpoint and return the
+        ``SearchResult``."""
+        import json
+
+        from repro.method import SearchResult
+        from repro.train.trainer import save_checkpoint
+
+        info = {"key": self.key, "keep_ratio": self.ratio, "cost": self.budget.cost(arch), "limit": self.budget.limit,
+                "reference": self.ref_record.key, "seconds": seconds, **extra,
+                "arch": arch.with_imagenet_geometry().to_dict()}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.folder / "result.pt", info=info, state=state)
+        (self.folder / "result.json").write_text(json.dumps(info, indent=1))
+        self.state_path.unlink(missing_ok=True)
+        return SearchResult(arch.with_imagenet_geometry(), weights=state, info=info, seconds=seconds)
+
+
 def _block(weight_name: str) -> str:
     return weight_name.split(".conv")[0]  # "blocks.3.conv2.0.weight" -> "blocks.3"
 
@@ -214,35 +282,18 @@ def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, targ
     slots, ``cfg.block_finetune_epochs`` epochs of sub-train at a constant ``cfg.block_finetune_lr`` (ThiNet's
     fine-tune per block; 0 for none, as CP). The search state is checkpointed after every bottleneck, so an
     interrupted search resumes at the next one."""
-    import json
     import time
-    from pathlib import Path
 
-    from repro.config import to_mapping
-    from repro.cost.budget import make_budget
-    from repro.method import SearchResult
     from repro.models import build_model
     from repro.models.prune import select_channels
-    from repro.results import input_key
     from repro.train.subsets import finetune
     from repro.train.trainer import save_checkpoint
 
-    budget = make_budget(constraint.kind, constraint.limit, family)
-    reference, ref_record = ctx.reference(family)
-    key = input_key(kind="search", method=method, family=family, constraint=constraint.to_dict(),
-                    config=to_mapping(cfg), reference=ref_record.key, seed=ctx.seed)
-    folder = Path(ctx.results) / "searches" / key
-    done, saved = folder / "result.pt", folder / "state.pt"
-    if done.is_file():
-        st = torch.load(done, map_location="cpu", weights_only=False)
-        return SearchResult(ArchConfig.from_dict(st["info"]["arch"]), weights=st["state"], info=st["info"],
-                            seconds=st["info"]["seconds"])
-    from repro.distributed import require_single_process
-
-    require_single_process(f"{method}'s pruning")
-    arch0 = ArchConfig.canonical(family)
+    search = PruningSearch.open(method, family, constraint, cfg, ctx)
+    if search.cached is not None:
+        return search.cached
+    reference, arch0, goal, saved = search.reference, search.arch0, search.goal, search.state_path
     steps = bottleneck_steps(arch0)
-    ratio, goal = ratio_for_budget(arch0, [s for s, _ in steps], budget.cost, budget.limit)
     num_classes = ctx.data.num_classes
     if saved.is_file():
         st = torch.load(saved, map_location="cpu", weights_only=False)
@@ -296,22 +347,16 @@ def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, targ
             st["seconds"] += time.perf_counter() - start
             start = time.perf_counter()
             if block_ends:  # a checkpoint per bottleneck (the state is the whole network)
-                folder.mkdir(parents=True, exist_ok=True)
+                search.folder.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(saved, **st)
             bar.update(1)
     finally:
         bar.close()
     arch = ArchConfig.from_dict(st["arch"])
-    info = {"key": key, "keep_ratio": ratio, "cost": budget.cost(arch), "limit": budget.limit,
-            "reference": ref_record.key, "seconds": st["seconds"], "layers": st["layers"],
-            "arch": arch.with_imagenet_geometry().to_dict()}
-    save_checkpoint(done, info=info, state=st["state"])
-    (folder / "result.json").write_text(json.dumps(info, indent=1))
-    saved.unlink(missing_ok=True)
-    ctx.log(f"{method} {family} {constraint.label()}: keep ratio {ratio:.3f}, {budget.format(info['cost'])}, "
-            f"{len(st['layers'])} layers pruned in {st['seconds']:.0f} s")
-    return SearchResult(arch.with_imagenet_geometry(), weights=st["state"], info=info, seconds=st["seconds"])
-
+    ctx.log(f"{method} {family} {constraint.label()}: keep ratio {search.ratio:.3f}, "
+            f"{search.budget.format(search.budget.cost(arch))}, {len(st['layers'])} layers pruned in "
+            f"{st['seconds']:.0f} s")
+    return search.finish(arch, st["state"], st["seconds"], layers=st["layers"])
 
 __all__ = ["LayerChoice", "LayerwiseConfig", "Samples", "bottleneck_steps", "collect", "contributions", "least_squares",
-           "output_error", "prune_layerwise", "ratio_for_budget", "relative_error", "with_ratio"]
+           "output_error", "PruningSearch", "prune_layerwise", "ratio_for_budget", "relative_error", "with_ratio"]

@@ -19,17 +19,13 @@ bias until the filter is removed).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from repro.arch import ArchConfig
-from repro.config import to_mapping
 from repro.method import Constraint, Method, SearchResult, register
 
 
@@ -70,47 +66,32 @@ class SFP(Method):
     families = ("resnet50",)
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
-        from baselines.reconstruct import bottleneck_steps, ratio_for_budget
-        from repro.cost.budget import make_budget
+        from baselines.reconstruct import PruningSearch
         from repro.data import resize_batch
         from repro.models.prune import producers, select_channels
-        from repro.results import input_key
         from repro.train.trainer import (
             build_scheduler,
             load_state,
             make_optimizer,
             make_precision,
-            save_checkpoint,
             save_state,
             train_step,
         )
 
         self.check(variant)
         cfg = self.config(ctx.profile.methods)
-        budget = make_budget(constraint.kind, constraint.limit, family)
-        reference, ref_record = ctx.reference(family)
-        key = input_key(kind="search", method=self.name, family=family, constraint=constraint.to_dict(),
-                        config=to_mapping(cfg), reference=ref_record.key, seed=ctx.seed)
-        folder = Path(ctx.results) / "searches" / key
-        done, ckpt = folder / "result.pt", folder / "state.pt"
-        if done.is_file():
-            st = torch.load(done, map_location="cpu", weights_only=False)
-            return SearchResult(ArchConfig.from_dict(st["info"]["arch"]), weights=st["state"], info=st["info"],
-                                seconds=st["info"]["seconds"])
-        from repro.distributed import require_single_process
-
-        require_single_process("SFP's soft-pruning training")
-        arch0 = ArchConfig.canonical(family)
-        slots = [s for s, _ in bottleneck_steps(arch0)]
-        ratio, goal = ratio_for_budget(arch0, slots, budget.cost, budget.limit)
+        search = PruningSearch.open(self.name, family, constraint, cfg, ctx, what="SFP's soft-pruning training")
+        if search.cached is not None:
+            return search.cached
+        arch0, ckpt = search.arch0, search.state_path
         weights = {}
-        for s in slots:
+        for s in search.slots:
             (name,) = producers(arch0, s)
-            weights[name] = (s, goal.widths[s])
+            weights[name] = (s, search.goal.widths[s])
         keep = {name: k for name, (_s, k) in weights.items()}
         recipe = ctx.profile.train_for(family, cfg.soft_train, f"methods.{self.name}.soft_train")
         data = ctx.subsets(family, recipe.batch_size)
-        model = data.prepare(reference)
+        model = data.prepare(search.reference)
         steps_per_epoch = len(data.train_loader)
         total = recipe.epochs * steps_per_epoch
         optimizer = make_optimizer(model, recipe, 1)
@@ -151,7 +132,7 @@ class SFP(Method):
                     history.append({"epoch": math.ceil(step / steps_per_epoch), "loss": sum(losses) / len(losses),
                                     "filters_revived": revived})
                     losses = []
-                    folder.mkdir(parents=True, exist_ok=True)
+                    search.folder.mkdir(parents=True, exist_ok=True)
                     save_state(ckpt, parts, step=step, seconds=earlier + time.perf_counter() - start,
                                history=history)
         finally:
@@ -163,15 +144,9 @@ class SFP(Method):
             zeroed = set(filters_to_zero(state[name], k).tolist())
             chosen[slot] = torch.tensor([i for i in range(state[name].shape[0]) if i not in zeroed])
         arch, state = select_channels(state, arch0, chosen)
-        info = {"key": key, "keep_ratio": ratio, "cost": budget.cost(arch), "limit": budget.limit,
-                "reference": ref_record.key, "seconds": seconds, "epochs": recipe.epochs, "history": history,
-                "arch": arch.with_imagenet_geometry().to_dict()}
-        save_checkpoint(done, info=info, state=state)
-        (folder / "result.json").write_text(json.dumps(info, indent=1))
-        ckpt.unlink(missing_ok=True)
-        ctx.log(f"sfp {family} {constraint.label()}: keep ratio {ratio:.3f}, {budget.format(info['cost'])}, "
-                f"{recipe.epochs} soft-pruning epochs in {seconds:.0f} s")
-        return SearchResult(arch.with_imagenet_geometry(), weights=state, info=info, seconds=seconds)
-
+        ctx.log(f"sfp {family} {constraint.label()}: keep ratio {search.ratio:.3f}, "
+                f"{search.budget.format(search.budget.cost(arch))}, {recipe.epochs} soft-pruning epochs in "
+                f"{seconds:.0f} s")
+        return search.finish(arch, state, seconds, epochs=recipe.epochs, history=history)
 
 __all__ = ["SFP", "SFPConfig", "filters_to_zero", "soft_prune"]
