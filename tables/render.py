@@ -13,8 +13,9 @@ to read another folder) whose method, variant, family and constraint are the cel
 * Latency: *meets constraint* when our ratio to the same run's reference is at most 1 + ``latency_rel``,
   else *over constraint*; the paper's own ratio is shown beside ours, and absolute milliseconds are shown
   with the device and never compared across devices.
-* *not run* (no record yet), *not run here* (a GPU-latency cell on a machine without a GPU),
-  *not reported* (the paper has "—" and we have nothing either).
+* *not run* (a cell the default run produces has no record yet: not run, or its run failed), *not run
+  here* (a GPU-latency cell on a machine without a GPU), *not reported* (the paper has "—", the default run
+  does not produce the cell, and we have nothing either).
 
 Several seeds of one cell show as mean ± std (n).
 """
@@ -32,7 +33,7 @@ from typing import Any
 from repro.cost.flops import format_macs, reported_tolerance
 from repro.results import RecordError, load_records
 from tables.reported import ReportedCell, load_reported
-from tables.spec import FAMILY_OF_TABLE, column_constraint, row_method
+from tables.spec import FAMILY_OF_TABLE, column_constraint, row_method, table_cells
 
 SUBTABLE_TITLES = {"flops": "Under FLOPs constraints", "gpu_latency": "Under GPU latency constraints",
                    "cpu_latency": "Under CPU latency constraints"}
@@ -79,6 +80,7 @@ class Row:
     method: str
     variant: str
     metrics: dict[str, MetricCell] = field(default_factory=dict)
+    planned: bool = False  # one of the cells ``run-table`` runs by default (``tables.spec.table_cells``)
 
 
 @dataclass
@@ -163,12 +165,16 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
             raise RecordError(f"{e} (pass --skip-bad to render the other records)") from e
     records = _cell_records(frame, family)
     reported = [c for c in load_reported() if c.table == table]
+    planned = {(c.subtable, c.group, c.row, c.column) for c in table_cells(table)}
+    planned_rows = {key[:3] for key in planned}  # a row's optimization time: planned with its cells
     rows: dict[tuple[str, str, str, str], Row] = {}
     for c in reported:
         key = (c.subtable, c.group, c.row, c.column)
         if key not in rows:
             method, variant = row_method(table, c.subtable, c.group, c.row)
-            rows[key] = Row(table, c.subtable, c.group, c.row, c.column, method, variant)
+            rows[key] = Row(table, c.subtable, c.group, c.row, c.column, method, variant,
+                            planned=key in planned or (c.metric == "optimization_time"
+                                                       and key[:3] in planned_rows))
         row = rows[key]
         if c.metric == "optimization_time":  # the row's whole cost: every record of its sub-table
             want = {"kind": c.subtable, "limit": math.nan}
@@ -246,7 +252,10 @@ def _device(record: dict) -> str:
 
 
 def _missing(c: ReportedCell, row: Row, gpu: bool) -> str:
-    if c.value is None:
+    """No record: *not reported* where the paper has "—" and the default run does not produce the cell;
+    a cell the default run produces (a reported one, or one of Table 2's CPU-latency sub-table, whose values
+    our copy of the paper lacks) is *not run* (or *not run here*) until it has a record."""
+    if c.value is None and not row.planned:
         return "not reported"
     if row.subtable == "gpu_latency" and not gpu:
         return "not run here"

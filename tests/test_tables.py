@@ -194,7 +194,7 @@ def test_optimization_time_sums_a_rows_records_in_device_hours(tmp_path):
     assert cost.ours_value == pytest.approx(1.75) and cost.n == 2  # (1800 + 900 + 1800 + 1800) s
     assert cost.ours.startswith("1.75 device-hours on Test CPU") and cost.paper == "—"
     other = _cell(view, "cpu_latency", "Channel", "Total Optimization Time Cost", "optimization_time")
-    assert (other.ours, other.verdict) == ("", "not reported")
+    assert (other.ours, other.verdict) == ("", "not run")  # a row the default run produces, no records yet
 
 
 def test_bad_record_names_the_file_and_skip_bad_renders_the_rest(tmp_path):
@@ -261,7 +261,23 @@ def test_csv_has_one_line_per_reported_number(tmp_path):
     assert len(rows) == len(reported)
     assert {r["mac_convention"] for r in rows} == {"scaled"}
     cpu = [r for r in rows if r["subtable"] == "cpu_latency"]
-    assert cpu and {r["verdict"] for r in cpu} == {"not reported"}
+    # the paper reports none of them, but the default run produces them: without records, "not run"
+    assert cpu and {r["verdict"] for r in cpu} == {"not run"}
+
+
+def test_a_cpu_latency_cell_without_its_record_is_not_run_beside_one_that_ran(tmp_path):
+    # a run whose 0.5x cell failed (its measurement refused): that cell says "not run", not "not reported"
+    c = column_constraint("cpu_latency", "0.75×")
+    _record(tmp_path, "proposed", "channel+input", c, family="mobilenet_v2",
+            latency={"device": "AMD EPYC", "ms": 10.0, "reference_ms": 12.0, "ratio": 10 / 12})
+    view = build_view(2, tmp_path, "smoke", gpu=False)
+    row = "Channel + Input image"
+    assert _cell(view, "cpu_latency", row, "0.75×", "latency").verdict == "meets constraint"
+    assert _cell(view, "cpu_latency", row, "0.5×", "latency").verdict == "not run"
+    assert _cell(view, "cpu_latency", row, "0.5×", "top1").verdict == "not run"
+    assert _cell(view, "cpu_latency", row, "Total Optimization Time Cost", "optimization_time").verdict \
+        == "not reported"  # its record's time is there; the paper gives no figure to compare it with
+    assert _cell(view, "flops", "AMC", "150M", "top1").verdict == "not reported"  # "—" and not run by default
 
 
 def test_cli_writes_every_format_and_the_plots(tmp_path):
