@@ -115,7 +115,7 @@ def test_pruningnet_weights_start_at_a_default_convolution_scale():
     for p in model.parameters():
         if p.ndim == 4:
             target = 1 / (3 * p[0].numel()) ** 0.5
-            ratios.append(float(p.std()) / target)
+            ratios.append(float(p.detach().std()) / target)
     assert len(ratios) == 27 and all(0.5 < r < 2.0 for r in ratios), ratios
 
 
