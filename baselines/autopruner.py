@@ -243,12 +243,9 @@ class AutoPruner(Method):
             st.update(stage=stage + 1, arch=arch.to_dict(), state=state)
             st["seconds"] += time.perf_counter() - start
             start = time.perf_counter()
-            search.folder.mkdir(parents=True, exist_ok=True)
             save_checkpoint(saved, **st)
-        arch = ArchConfig.from_dict(st["arch"])
-        ctx.log(f"autopruner {family} {constraint.label()}: keep ratio {ratio:.3f}, "
-                f"{search.budget.format(search.budget.cost(arch))}, {len(spec.max_depths)} stages x {steps} steps in "
-                f"{st['seconds']:.0f} s")
-        return search.finish(arch, st["state"], st["seconds"], stages=st["history"])
+        return search.finish(ArchConfig.from_dict(st["arch"]), st["state"], st["seconds"],
+                             f"{len(spec.max_depths)} stages x {steps} steps in {st['seconds']:.0f} s",
+                             stages=st["history"])
 
 __all__ = ["AutoPruner", "AutoPrunerConfig", "Gate", "Gated", "map_sides", "train_gated"]

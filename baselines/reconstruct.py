@@ -189,8 +189,11 @@ def least_squares(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None = 
 class PruningSearch:
     """What a pruning search of a trained ResNet-50 starts from and where it keeps its files (ThiNet, CP, SFP,
     AutoPruner): the budget, the shared reference network, the search's key and folder, the slots it prunes and
-    the one keep ratio that meets the budget. ``cached`` is the finished search when its result is on disk."""
+    the one keep ratio that meets the budget. ``cached`` is the finished search when its result is on disk;
+    otherwise the folder exists, for the method's checkpoints (``state_path``)."""
 
+    title: str  # "thinet resnet50 2G", the head of the search's log line
+    log: Any
     budget: Any
     reference: Any
     ref_record: Any
@@ -233,23 +236,27 @@ class PruningSearch:
             from repro.distributed import require_single_process
 
             require_single_process(what or f"{method}'s pruning")
-        return cls(budget, reference, ref_record, key, folder, arch0, slots, ratio, goal, cached)
+            folder.mkdir(parents=True, exist_ok=True)
+        return cls(f"{method} {family} {constraint.label()}", ctx.log, budget, reference, ref_record, key, folder,
+                   arch0, slots, ratio, goal, cached)
 
-    def finish(self, arch: ArchConfig, state: dict, seconds: float, **extra: Any):
-        """Write the result (weights and info; ``result.json`` for people), drop the checkpoint and return the
-        ``SearchResult``."""
+    def finish(self, arch: ArchConfig, state: dict, seconds: float, done: str, **extra: Any):
+        """Write the result (weights and info; ``result.json`` for people), drop the checkpoint, log the keep
+        ratio, the cost and ``done`` (what the search did), and return the ``SearchResult``."""
         import json
 
+        from repro.atomic import atomic_write_text
         from repro.method import SearchResult
         from repro.train.trainer import save_checkpoint
 
-        info = {"key": self.key, "keep_ratio": self.ratio, "cost": self.budget.cost(arch), "limit": self.budget.limit,
+        cost = self.budget.cost(arch)
+        info = {"key": self.key, "keep_ratio": self.ratio, "cost": cost, "limit": self.budget.limit,
                 "reference": self.ref_record.key, "seconds": seconds, **extra,
                 "arch": arch.with_imagenet_geometry().to_dict()}
-        self.folder.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.folder / "result.pt", info=info, state=state)
-        (self.folder / "result.json").write_text(json.dumps(info, indent=1))
+        atomic_write_text(self.folder / "result.json", json.dumps(info, indent=1))
         self.state_path.unlink(missing_ok=True)
+        self.log(f"{self.title}: keep ratio {self.ratio:.3f}, {self.budget.format(cost)}, {done}")
         return SearchResult(arch.with_imagenet_geometry(), weights=state, info=info, seconds=seconds)
 
 
@@ -347,16 +354,13 @@ def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, targ
             st["seconds"] += time.perf_counter() - start
             start = time.perf_counter()
             if block_ends:  # a checkpoint per bottleneck (the state is the whole network)
-                search.folder.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(saved, **st)
             bar.update(1)
     finally:
         bar.close()
     arch = ArchConfig.from_dict(st["arch"])
-    ctx.log(f"{method} {family} {constraint.label()}: keep ratio {search.ratio:.3f}, "
-            f"{search.budget.format(search.budget.cost(arch))}, {len(st['layers'])} layers pruned in "
-            f"{st['seconds']:.0f} s")
-    return search.finish(arch, st["state"], st["seconds"], layers=st["layers"])
+    done = f"{len(st['layers'])} layers pruned in {st['seconds']:.0f} s"
+    return search.finish(arch, st["state"], st["seconds"], done, layers=st["layers"])
 
 __all__ = ["LayerChoice", "LayerwiseConfig", "Samples", "bottleneck_steps", "collect", "contributions", "least_squares",
            "output_error", "PruningSearch", "prune_layerwise", "ratio_for_budget", "relative_error", "with_ratio"]

@@ -132,7 +132,6 @@ class SFP(Method):
                     history.append({"epoch": math.ceil(step / steps_per_epoch), "loss": sum(losses) / len(losses),
                                     "filters_revived": revived})
                     losses = []
-                    search.folder.mkdir(parents=True, exist_ok=True)
                     save_state(ckpt, parts, step=step, seconds=earlier + time.perf_counter() - start,
                                history=history)
         finally:
@@ -144,9 +143,7 @@ class SFP(Method):
             zeroed = set(filters_to_zero(state[name], k).tolist())
             chosen[slot] = torch.tensor([i for i in range(state[name].shape[0]) if i not in zeroed])
         arch, state = select_channels(state, arch0, chosen)
-        ctx.log(f"sfp {family} {constraint.label()}: keep ratio {search.ratio:.3f}, "
-                f"{search.budget.format(search.budget.cost(arch))}, {recipe.epochs} soft-pruning epochs in "
-                f"{seconds:.0f} s")
-        return search.finish(arch, state, seconds, epochs=recipe.epochs, history=history)
+        return search.finish(arch, state, seconds, f"{recipe.epochs} soft-pruning epochs in {seconds:.0f} s",
+                             epochs=recipe.epochs, history=history)
 
 __all__ = ["SFP", "SFPConfig", "filters_to_zero", "soft_prune"]
