@@ -11,7 +11,12 @@ random 224 px batches, SGD; each variant timed per step (synchronized) and print
 * each under bf16 autocast + channels-last (the check's setting) and fp32 contiguous;
 * a torch.profiler table (top operators by self CPU and CUDA time) of cold steps.
 
+``--cold fp16:cl bf16:contig ...`` instead times only new encodings under each precision:layout, then
+profiles one cold step by operator and input shape (which convolutions pay); ``--cudnn off`` runs every
+variant on PyTorch's own kernels.
+
     PYTHONPATH=. python scripts/gpu_pruningnet_diag.py --out DIR
+    PYTHONPATH=. python scripts/gpu_pruningnet_diag.py --out DIR --steps 4 --cold fp16:cl bf16:contig fp32:cl
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}  # autocast dtype (fp32: no autocast)
+LAYOUTS = {"cl": torch.channels_last, "contig": torch.contiguous_format}
 
 
-def _step_times(net, set_arch, steps, batch, bf16, layout, device, only_generators=False):
-    """``bf16``: True (bfloat16), False (fp32) or a key of DTYPES."""
-    dtype = DTYPES[bf16] if isinstance(bf16, str) else (torch.bfloat16 if bf16 else None)
+def _step_times(net, set_arch, steps, batch, precision, layout, device, only_generators=None):
+    """Milliseconds of each of ``steps`` synchronized SGD steps; ``precision`` a key of DTYPES."""
+    dtype = DTYPES[precision]
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
     x = torch.randn(batch, 3, 224, 224, device=device).contiguous(memory_format=layout)
@@ -91,74 +97,70 @@ def main() -> None:
     archs = [enc.decode(rng.integers(0, len(SCALES), enc.size)) for _ in range(args.steps)]
     pool = archs[:3]
 
-    def run(name, bf16, layout, fn):
+    def profile_steps(steps, precision, layout, by_shape):
+        """Profile ``steps`` steps of new encodings; write and print the operator table(s)."""
+        from torch.profiler import ProfilerActivity, profile
+
+        net.to(memory_format=layout)
+        fresh = [enc.decode(rng.integers(0, len(SCALES), enc.size)) for _ in range(steps)]
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" and not by_shape else [])
+        with profile(activities=acts, record_shapes=by_shape) as prof:
+            _step_times(net, lambda i: net.set_arch(fresh[i]), steps, args.batch, precision, layout, device)
+        for key in ("self_cpu_time_total", "self_cuda_time_total")[:len(acts)]:
+            table = prof.key_averages(group_by_input_shape=by_shape).table(
+                sort_by=key, row_limit=25 if by_shape else 15, max_name_column_width=40 if by_shape else 60)
+            name = f"profile_cold_shapes_cudnn_{args.cudnn}.txt" if by_shape else f"profile_{key}.txt"
+            (out_dir / name).write_text(table)
+            print(table, flush=True)
+
+    def run(name, precision, layout, fn):
         if time.perf_counter() - start > args.budget_s:
             report["ms_per_step"][name] = "skipped: out of time"
             return
-        report["ms_per_step"][name] = fn(bf16, layout)
+        report["ms_per_step"][name] = fn(precision, layout)
         print(json.dumps({name: report["ms_per_step"][name]}), flush=True)
         torch.cuda.empty_cache()
 
     net = PruningNet(enc, 1000, 32).to(device)
     if args.cold is not None:
-        layouts = {"cl": torch.channels_last, "contig": torch.contiguous_format}
         for variant in args.cold:
             dt, lay = variant.split(":")
             fresh = [enc.decode(rng.integers(0, len(SCALES), enc.size)) for _ in range(args.steps)]
-            net.to(memory_format=layouts[lay])
-            run(f"cold_{dt}_{lay}", dt, layouts[lay], lambda b, la, f=fresh: _step_times(
-                net, lambda i: net.set_arch(f[i]), args.steps, args.batch, b, la, device))
-        from torch.profiler import ProfilerActivity, profile
-
+            net.to(memory_format=LAYOUTS[lay])
+            run(f"cold_{dt}_{lay}", dt, LAYOUTS[lay], lambda pr, la, f=fresh: _step_times(
+                net, lambda i: net.set_arch(f[i]), args.steps, args.batch, pr, la, device))
         dt, lay = args.cold[0].split(":")
-        net.to(memory_format=layouts[lay])
-        one = [enc.decode(rng.integers(0, len(SCALES), enc.size))]
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-            _step_times(net, lambda i: net.set_arch(one[i]), 1, args.batch, dt, layouts[lay], device)
-        table = prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=25,
-                                                                   max_name_column_width=40)
-        (out_dir / f"profile_cold_shapes_cudnn_{args.cudnn}.txt").write_text(table)
-        print(table, flush=True)
+        profile_steps(1, dt, LAYOUTS[lay], by_shape=True)
         (out_dir / f"pruningnet_diag_cold_cudnn_{args.cudnn}.json").write_text(json.dumps(report, indent=1))
         print(json.dumps(report), flush=True)
         return
-    for bf16, layout, tag in ((True, torch.channels_last, "bf16_cl"), (False, torch.contiguous_format, "fp32")):
+    for precision, layout, tag in (("bf16", torch.channels_last, "bf16_cl"), ("fp32", torch.contiguous_format, "fp32")):
         net.to(memory_format=layout)
-        run(f"pool_{tag}", bf16, layout, lambda b, lay: _step_times(
-            net, lambda i: net.set_arch(pool[i % 3]), args.steps, args.batch, b, lay, device))
-        run(f"random_{tag}", bf16, layout, lambda b, lay: _step_times(
-            net, lambda i: net.set_arch(archs[i]), args.steps, args.batch, b, lay, device))
+        run(f"pool_{tag}", precision, layout, lambda pr, lay: _step_times(
+            net, lambda i: net.set_arch(pool[i % 3]), args.steps, args.batch, pr, lay, device))
+        run(f"random_{tag}", precision, layout, lambda pr, lay: _step_times(
+            net, lambda i: net.set_arch(archs[i]), args.steps, args.batch, pr, lay, device))
 
     full = {n: (n, tuple(p.shape)) for n, p in net.net.named_parameters() if p.ndim == 4}
 
-    def gen_only(bf16, layout):  # every generator's full output, forward and backward, no convolution
-        return _step_times(net, lambda i: None, args.steps, args.batch, bf16, layout, device,
+    def gen_only(precision, layout):  # every generator's full output, forward and backward, no convolution
+        return _step_times(net, lambda i: None, args.steps, args.batch, precision, layout, device,
                            only_generators=lambda i: net._tensors(full, archs[i]))
 
-    run("generators_bf16", True, torch.contiguous_format, gen_only)
-    run("generators_fp32", False, torch.contiguous_format, gen_only)
+    run("generators_bf16", "bf16", torch.contiguous_format, gen_only)
+    run("generators_fp32", "fp32", torch.contiguous_format, gen_only)
 
-    def plain_random(bf16, layout):
+    def plain_random(precision, layout):
         times = []
         for i in range(args.steps):
             m = build_model(archs[i]).to(device).to(memory_format=layout)
-            times += _step_times(m, lambda j: None, 1, args.batch, bf16, layout, device)
+            times += _step_times(m, lambda j: None, 1, args.batch, precision, layout, device)
         return times
 
-    run("plain_random_bf16_cl", True, torch.channels_last, plain_random)
+    run("plain_random_bf16_cl", "bf16", torch.channels_last, plain_random)
 
     if time.perf_counter() - start < args.budget_s:
-        from torch.profiler import ProfilerActivity, profile
-
-        net.to(memory_format=torch.channels_last)
-        fresh = [enc.decode(rng.integers(0, len(SCALES), enc.size)) for _ in range(2)]
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with profile(activities=acts) as prof:
-            _step_times(net, lambda i: net.set_arch(fresh[i]), 2, args.batch, True, torch.channels_last, device)
-        for key in ("self_cpu_time_total", "self_cuda_time_total")[:len(acts)]:
-            table = prof.key_averages().table(sort_by=key, row_limit=15, max_name_column_width=60)
-            (out_dir / f"profile_{key}.txt").write_text(table)
-            print(table, flush=True)
+        profile_steps(2, "bf16", torch.channels_last, by_shape=False)
     report["seconds"] = round(time.perf_counter() - start, 1)
     (out_dir / "pruningnet_diag.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report), flush=True)
