@@ -253,7 +253,7 @@ class AMC(Method):
         from repro.train.trainer import save_checkpoint
 
         self.check(variant)
-        cfg = self.config(ctx.profile.methods)
+        cfg = self.config(ctx.profile.methods, family)
         agent_cfg = cfg.agent_config(ctx.seed)
         budget = make_budget(constraint.kind, constraint.limit, family)
         reference, ref_record = ctx.reference(family)

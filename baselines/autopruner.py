@@ -186,7 +186,7 @@ class AutoPruner(Method):
         from repro.train.trainer import build_scheduler, make_optimizer, make_precision, save_checkpoint
 
         self.check(variant)
-        cfg = self.config(ctx.profile.methods)
+        cfg = self.config(ctx.profile.methods, family)
         last = family_spec(family).blocks[-1]
         search = PruningSearch.open(self.name, family, constraint, cfg, ctx, skip=(last.slot("conv1"),
                                     last.slot("conv2")), what="AutoPruner's gated training")

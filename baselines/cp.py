@@ -136,7 +136,7 @@ class CP(Method):
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         self.check(variant)
-        cfg = self.config(ctx.profile.methods)
+        cfg = self.config(ctx.profile.methods, family)
         return prune_layerwise(self.name, family, constraint, cfg, ctx, make_choose(cfg), target="original")
 
 

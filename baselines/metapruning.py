@@ -231,7 +231,7 @@ class MetaPruning(Method):
         self.check(variant)
         if constraint.kind != "flops":
             raise ValueError(f"metapruning runs under FLOPs constraints (the tables' cells), not {constraint.kind}")
-        cfg = self.config(ctx.profile.methods)
+        cfg = self.config(ctx.profile.methods, family)
         enc = encoding(family)
         budget = make_budget(constraint.kind, constraint.limit, family)
         net_key, net = self._pruningnet(family, enc, cfg, ctx)

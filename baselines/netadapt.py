@@ -148,7 +148,7 @@ class NetAdapt(Method):
         from repro.train.trainer import save_checkpoint
 
         self.check(variant)
-        cfg = self.config(ctx.profile.methods)
+        cfg = self.config(ctx.profile.methods, family)
         budget = make_budget(constraint.kind, constraint.limit, family)
         reference, ref_record = ctx.reference(family)
         extra = {}

@@ -79,7 +79,7 @@ class SFP(Method):
         )
 
         self.check(variant)
-        cfg = self.config(ctx.profile.methods)
+        cfg = self.config(ctx.profile.methods, family)
         search = PruningSearch.open(self.name, family, constraint, cfg, ctx, what="SFP's soft-pruning training")
         if search.cached is not None:
             return search.cached

@@ -112,7 +112,7 @@ class ThiNet(Method):
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         self.check(variant)
-        return prune_layerwise(self.name, family, constraint, self.config(ctx.profile.methods), ctx, choose,
+        return prune_layerwise(self.name, family, constraint, self.config(ctx.profile.methods, family), ctx, choose,
                                target="current")
 
 

@@ -69,31 +69,61 @@ class Method:
     # the dataclass that types this method's ``methods.<name>`` entry (None: the entry is used as written)
     config_type: ClassVar[type | None] = None
 
-    def config(self, methods: dict[str, Any]) -> Any:
-        """This method's typed settings from a profile's ``methods`` mapping (defaults filled in)."""
+    def config(self, methods: dict[str, Any], family: str | None = None) -> Any:
+        """This method's typed settings from a profile's ``methods`` mapping (defaults filled in), with the
+        entries of its ``by_family.<family>`` mapping merged over them (nested mappings key by key) when
+        ``family`` is given: a profile can scale a shared method differently for ResNet-50 than for the
+        MobileNets without changing the MobileNet cells."""
+        entry = entry_for_family(methods.get(self.name), f"methods.{self.name}", family)
         if self.config_type is None:
-            return methods.get(self.name)
+            return entry
         from repro.config import from_mapping
 
-        return from_mapping(self.config_type, methods.get(self.name) or {}, f"methods.{self.name}")
+        return from_mapping(self.config_type, entry or {}, f"methods.{self.name}")
 
-    def settings(self, methods: dict[str, Any]) -> Any:
-        """This method's resolved settings as plain data: what a cell's cache key holds, so a changed default
-        in code changes the key too (the profile's entry as written for a method without ``config_type``)."""
+    def settings(self, methods: dict[str, Any], family: str | None = None) -> Any:
+        """This method's resolved settings for ``family`` as plain data: what a cell's cache key holds, so a
+        changed default in code changes the key too (the profile's entry as written for a method without
+        ``config_type``); another family's ``by_family`` entry does not enter it."""
         from repro.config import to_mapping
 
-        return to_mapping(self.config(methods))
+        return to_mapping(self.config(methods, family))
 
     def retrain_recipe(self, profile: Any, family: str) -> Any:
         """The recipe the found architecture is (re)trained with: the profile's for the family, with the
         changes of the settings' ``finetune`` mapping when there is one (the fine-tuning methods' shorter run
         or lower learning rate)."""
-        changes = getattr(self.config(profile.methods), "finetune", None)
+        changes = getattr(self.config(profile.methods, family), "finetune", None)
         return profile.train_for(family, changes, f"methods.{self.name}.finetune")
 
     def check(self, variant: str) -> None:
         if variant not in self.variants:
             raise ValueError(f"method {self.name!r} has no variant {variant!r}; it has: {', '.join(self.variants)}")
+
+
+def entry_for_family(entry: Any, where: str, family: str | None) -> Any:
+    """A method's profile entry with ``by_family`` removed and, for ``family``, its mapping merged in
+    (nested mappings merged key by key); an unknown family name is an error naming the key."""
+    if not isinstance(entry, dict) or "by_family" not in entry:
+        return entry
+    from repro.arch import FAMILIES
+    from repro.config import ConfigError
+
+    entry = dict(entry)
+    by_family = entry.pop("by_family") or {}
+    if not isinstance(by_family, dict):
+        raise ConfigError(f"{where}.by_family must be a mapping of family -> settings, got {by_family!r}")
+    for name in by_family:
+        if name not in FAMILIES:
+            raise ConfigError(f"{where}.by_family.{name}: not a family; allowed: {', '.join(FAMILIES)}")
+    return _merge(entry, by_family.get(family) or {}) if family else entry
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 REGISTRY: dict[str, type[Method]] = {}

@@ -151,15 +151,19 @@ def cell_key(method: str, variant: str, family: str, constraint: Constraint, pro
     settings["data"] = {k: v for k, v in settings["data"].items() if k not in ("path", "workers")}
     # how latency is measured changes latency cells only (and where the tables lie, none)
     settings.pop("latency", None)
+    # another family's recipe changes do not change this cell
+    own_recipe = settings.get("train_by_family", {}).get(family)
+    settings["train_by_family"] = {family: own_recipe} if own_recipe else {}
     if constraint.kind != "flops":  # and the device: a record from another CPU or GPU is not this cell's
         from repro.cost.latency import device_key
 
         settings["latency"] = device_key(profile.latency.settings_for(constraint.kind))
     # a method's settings change its own cells only, resolved (defaults included) when the method is built
-    from repro.method import REGISTRY, load_methods
+    from repro.method import REGISTRY, entry_for_family, load_methods
 
     load_methods()
-    own = REGISTRY[method]().settings(profile.methods) if method in REGISTRY else settings["methods"].get(method)
+    own = (REGISTRY[method]().settings(profile.methods, family) if method in REGISTRY
+           else entry_for_family(settings["methods"].get(method), f"methods.{method}", family))
     settings["methods"] = {} if own is None else {method: to_mapping(own)}
     return input_key(kind="cell", method=method, variant=variant, family=family, constraint=constraint.to_dict(),
                      profile=settings, seed=seed, data=data.identity())

@@ -394,3 +394,37 @@ def test_cell_keys_hold_the_methods_resolved_settings_only():
     written = keys("methods.proposed.joint.nes={pairs: 4, sigma: 0.05, sigma_min: 0.01, sigma_max: 0.2, "
                    "sigma_lr: 0.1, floor_steps: 0.5}")
     assert stated == written
+
+
+def test_family_settings_change_that_familys_cells_only():
+    """``train_by_family.<f>`` and ``methods.<m>.by_family.<f>`` change the cells of family f and no other;
+    nested settings merge key by key; a wrong family name is an error naming the key."""
+    from repro.config import ConfigError
+    from repro.pipeline import PreparedData, cell_key
+
+    manifest = {"classes": ["a", "b"], "base_resolution": 32, "listing_sha256": {"train": "x"},
+                "betons": {"train": {"quick_sha256": "y"}}, "split": {"seed": 0, "per_class": 1}}
+    data = PreparedData(Path("."), manifest, np.arange(2), np.arange(2))
+    limit = Constraint("flops", 150e6)
+
+    def keys(*overrides):
+        profile = load_profile("smoke", list(overrides))
+        return {(m, f): cell_key(m, "channel", f, limit, profile, 0, data)
+                for m in ("metapruning", "uniform") for f in ("mobilenet_v1", "resnet50")}
+
+    base = keys()
+    recipe = keys("train_by_family.resnet50.epochs=2")
+    assert {k for k in base if recipe[k] != base[k]} == {("metapruning", "resnet50"), ("uniform", "resnet50")}
+    method = keys("methods.metapruning.by_family.resnet50.hidden=4")
+    assert {k for k in base if method[k] != base[k]} == {("metapruning", "resnet50")}
+
+    mp = get_method("metapruning")
+    profile = load_profile("smoke")
+    v1, r50 = mp.config(profile.methods, "mobilenet_v1"), mp.config(profile.methods, "resnet50")
+    assert (v1.pruningnet_epochs, v1.evolution.population, v1.evolution.mutation_prob) == (2, 12, 0.1)
+    # the profile's ResNet-50 entry sets population, not mutation_prob: the latter is kept from the shared entry
+    assert (r50.pruningnet_epochs, r50.evolution.population, r50.evolution.mutation_prob) == (1, 8, 0.1)
+    assert r50.hidden == v1.hidden == 8
+    bad = load_profile("smoke", ["methods.metapruning.by_family.resnet18.hidden=4"])
+    with pytest.raises(ConfigError, match=r"methods.metapruning.by_family.resnet18: not a family"):
+        mp.config(bad.methods, "resnet50")
