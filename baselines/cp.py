@@ -58,14 +58,18 @@ class CPConfig(LayerwiseConfig):
                 raise ValueError(f"methods.cp.{name}={getattr(self, name)} must be at least 1")
 
 
-def lasso_select(contrib: torch.Tensor, target: torch.Tensor, keep: int, steps: int
+def lasso_select(contrib: torch.Tensor, target: torch.Tensor, keep: int, steps: int, seed: int = 0
                  ) -> tuple[torch.Tensor, np.ndarray]:
     """The ``keep`` channels (sorted) a LASSO of ``target`` (points, out) on the channels' contributions
     ``contrib`` (points, channels, out) selects, and the coefficients it gave them; the regression sees every
     output channel of every point given. The penalty is bisected (on a log scale) between a millionth of and
     the smallest penalty that zeroes every coefficient, towards the smallest
     penalty that leaves at most ``keep`` non-zero; channels are then ranked by that solution's coefficients,
-    ties broken by the last solution with more than ``keep``."""
+    ties broken by the last solution with more than ``keep``. As in their ``decompose.py``, one solver runs the
+    whole bisection, each fit starting from the previous solution (``warm_start``) and visiting coordinates in
+    random order (``selection="random"``, seeded by ``seed``). Measured on smoke (ResNet-50 2G, 8 steps on 50
+    points): a cold, cyclic fit at every penalty often stopped at 2,000 iterations unconverged, and the six
+    layers of the last stage had not finished after 10 minutes; warm-started, they took 47 s, no warning."""
     from sklearn.linear_model import Lasso
 
     _points, channels, _out = contrib.shape
@@ -79,10 +83,13 @@ def lasso_select(contrib: torch.Tensor, target: torch.Tensor, keep: int, steps: 
     lo, hi = top * 1e-6, top
     below = above = None  # solutions with <= keep and > keep non-zero coefficients
 
+    solver = Lasso(alpha=hi, fit_intercept=False, max_iter=1000, tol=1e-4, warm_start=True, selection="random",
+                   random_state=seed)
+
     def fit(alpha: float) -> np.ndarray:
-        model = Lasso(alpha=alpha, fit_intercept=False, max_iter=2000, tol=1e-4)
-        model.fit(x, yy)
-        return model.coef_
+        solver.alpha = alpha
+        solver.fit(x, yy)
+        return solver.coef_.copy()
 
     for _ in range(steps):
         mid = float(np.sqrt(lo * hi))
@@ -117,7 +124,8 @@ def make_choose(cfg: CPConfig):
         pick = torch.randperm(samples.patches.shape[0], generator=gen)[:cfg.lasso_points]
         norms = weight.flatten(2).norm(dim=(0, 2)).clamp_min(1e-12)  # ||W_i||_F per input channel
         contrib = contributions(samples.patches[pick], weight / norms.view(1, -1, *([1] * (weight.ndim - 2))))
-        kept, _coef = lasso_select(contrib, samples.output[pick], keep, cfg.lasso_steps)
+        seed = int(torch.randint(2**31 - 1, (1,), generator=gen))
+        kept, _coef = lasso_select(contrib, samples.output[pick], keep, cfg.lasso_steps, seed)
         pruned = torch.zeros_like(weight)
         pruned[:, kept] = weight[:, kept]
         new = refit(samples, weight, kept)
