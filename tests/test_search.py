@@ -373,13 +373,19 @@ def test_run_table_can_run_one_methods_rows_and_names_a_wrong_one(tmp_path):
         run_table(2, load_profile("smoke"), None, tmp_path, methods=["nope"])
 
 
-def test_cell_keys_hold_the_methods_resolved_settings_only():
-    from repro.pipeline import PreparedData, cell_key
+def _key_inputs():
+    """A prepared data set's identity (no files behind it) and a constraint: enough to compute cell keys."""
+    from repro.pipeline import PreparedData
 
     manifest = {"classes": ["a", "b"], "base_resolution": 32, "listing_sha256": {"train": "x"},
                 "betons": {"train": {"quick_sha256": "y"}}, "split": {"seed": 0, "per_class": 1}}
-    data = PreparedData(Path("."), manifest, np.arange(2), np.arange(2))
-    limit = Constraint("flops", 150e6)
+    return PreparedData(Path("."), manifest, np.arange(2), np.arange(2)), Constraint("flops", 150e6)
+
+
+def test_cell_keys_hold_the_methods_resolved_settings_only():
+    from repro.pipeline import cell_key
+
+    data, limit = _key_inputs()
 
     def keys(*overrides):
         profile = load_profile("smoke", list(overrides))
@@ -400,12 +406,9 @@ def test_family_settings_change_that_familys_cells_only():
     """``train_by_family.<f>`` and ``methods.<m>.by_family.<f>`` change the cells of family f and no other;
     nested settings merge key by key; a wrong family name is an error naming the key."""
     from repro.config import ConfigError
-    from repro.pipeline import PreparedData, cell_key
+    from repro.pipeline import cell_key
 
-    manifest = {"classes": ["a", "b"], "base_resolution": 32, "listing_sha256": {"train": "x"},
-                "betons": {"train": {"quick_sha256": "y"}}, "split": {"seed": 0, "per_class": 1}}
-    data = PreparedData(Path("."), manifest, np.arange(2), np.arange(2))
-    limit = Constraint("flops", 150e6)
+    data, limit = _key_inputs()
 
     def keys(*overrides):
         profile = load_profile("smoke", list(overrides))
