@@ -21,7 +21,7 @@ block's first convolution (our networks feed every block the whole residual stre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -50,6 +50,10 @@ class CPConfig(LayerwiseConfig):
     block_finetune_epochs: float = 0.0
     lasso_points: int = 400  # sampled points whose (point, output channel) rows the LASSO sees
     lasso_steps: int = 30  # bisection steps on the penalty
+    # how the bisection's LASSO fits are solved (``lasso_select``): one solver warm-started from penalty to
+    # penalty with random coordinate order, as their decompose.py; named so that records of the first version
+    # (a cold cyclic fit per penalty) keep other keys
+    lasso_solver: Literal["warm_random"] = "warm_random"
 
     def __post_init__(self) -> None:
         super().__post_init__()

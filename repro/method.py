@@ -79,7 +79,10 @@ class Method:
             return entry
         from repro.config import from_mapping
 
-        return from_mapping(self.config_type, entry or {}, f"methods.{self.name}")
+        where, written = f"methods.{self.name}", methods.get(self.name)
+        if family and isinstance(written, dict) and (written.get("by_family") or {}).get(family):
+            where += f" (with by_family.{family})"  # an error may come from the family's changes
+        return from_mapping(self.config_type, entry or {}, where)
 
     def settings(self, methods: dict[str, Any], family: str | None = None) -> Any:
         """This method's resolved settings for ``family`` as plain data: what a cell's cache key holds, so a
@@ -113,9 +116,11 @@ def entry_for_family(entry: Any, where: str, family: str | None) -> Any:
     by_family = entry.pop("by_family") or {}
     if not isinstance(by_family, dict):
         raise ConfigError(f"{where}.by_family must be a mapping of family -> settings, got {by_family!r}")
-    for name in by_family:
+    for name, changes in by_family.items():
         if name not in FAMILIES:
             raise ConfigError(f"{where}.by_family.{name}: not a family; allowed: {', '.join(FAMILIES)}")
+        if changes is not None and not isinstance(changes, dict):
+            raise ConfigError(f"{where}.by_family.{name} must be a mapping of settings, got {changes!r}")
     return _merge(entry, by_family.get(family) or {}) if family else entry
 
 

@@ -431,3 +431,14 @@ def test_family_settings_change_that_familys_cells_only():
     bad = load_profile("smoke", ["methods.metapruning.by_family.resnet18.hidden=4"])
     with pytest.raises(ConfigError, match=r"methods.metapruning.by_family.resnet18: not a family"):
         mp.config(bad.methods, "resnet50")
+    bad = load_profile("smoke", ["methods.metapruning.by_family.resnet50=3"])
+    with pytest.raises(ConfigError, match=r"methods.metapruning.by_family.resnet50 must be a mapping"):
+        mp.config(bad.methods, "resnet50")
+    bad = load_profile("smoke", ["methods.metapruning.by_family.resnet50.hidden=0"])
+    with pytest.raises(ConfigError, match=r"methods.metapruning \(with by_family.resnet50\).*hidden=0"):
+        mp.config(bad.methods, "resnet50")
+    assert mp.config(bad.methods, "mobilenet_v1").hidden == 8  # another family's changes do not apply
+    # the paper's method reads its settings for the family too
+    both = load_profile("smoke", ["methods.proposed.by_family.resnet50.joint.nes.pairs=2"])
+    assert proposed_config(both.methods, "resnet50").joint.nes.pairs == 2
+    assert proposed_config(both.methods, "mobilenet_v2").joint.nes.pairs == 4

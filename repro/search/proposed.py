@@ -65,8 +65,9 @@ class ProposedConfig:
             raise ValueError(f"score_batch_size={self.score_batch_size} must be at least 1")
 
 
-def proposed_config(methods: dict[str, Any]) -> ProposedConfig:
-    return Proposed().config(methods)
+def proposed_config(methods: dict[str, Any], family: str | None = None) -> ProposedConfig:
+    """The typed ``methods.proposed`` settings, with ``by_family.<family>`` merged in when ``family`` is given."""
+    return Proposed().config(methods, family)
 
 
 class NetworkProblem:
@@ -149,7 +150,7 @@ class Proposed(Method):
 
     def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
         self.check(variant)
-        cfg = proposed_config(ctx.profile.methods)
+        cfg = proposed_config(ctx.profile.methods, family)
         budget = make_budget(constraint.kind, constraint.limit, family)
         space = SearchSpace(family, variant, cfg.space, num_classes=ctx.data.num_classes)
         recipe = ctx.profile.train_for(family)
