@@ -107,6 +107,15 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")  # a programming error in a config class
 
 
+def require_families(names: Any, where: str) -> None:
+    """A ConfigError naming ``<where>.<name>`` for the first of ``names`` that is not a model family."""
+    from repro.arch import FAMILIES
+
+    for name in names:
+        if name not in FAMILIES:
+            raise ConfigError(f"{where}.{name}: not a family; allowed: {', '.join(FAMILIES)}")
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """A copy of ``data`` with each ``a.b.c=value`` set (value parsed as a YAML scalar or list)."""
     import copy

@@ -74,12 +74,12 @@ class Method:
         entries of its ``by_family.<family>`` mapping merged over them (nested mappings key by key) when
         ``family`` is given: a profile can scale a shared method differently for ResNet-50 than for the
         MobileNets without changing the MobileNet cells."""
-        entry = entry_for_family(methods.get(self.name), f"methods.{self.name}", family)
+        written, where = methods.get(self.name), f"methods.{self.name}"
+        entry = entry_for_family(written, where, family)
         if self.config_type is None:
             return entry
         from repro.config import from_mapping
 
-        where, written = f"methods.{self.name}", methods.get(self.name)
         if family and isinstance(written, dict) and (written.get("by_family") or {}).get(family):
             where += f" (with by_family.{family})"  # an error may come from the family's changes
         return from_mapping(self.config_type, entry or {}, where)
@@ -109,16 +109,14 @@ def entry_for_family(entry: Any, where: str, family: str | None) -> Any:
     (nested mappings merged key by key); an unknown family name is an error naming the key."""
     if not isinstance(entry, dict) or "by_family" not in entry:
         return entry
-    from repro.arch import FAMILIES
-    from repro.config import ConfigError
+    from repro.config import ConfigError, require_families
 
     entry = dict(entry)
     by_family = entry.pop("by_family") or {}
     if not isinstance(by_family, dict):
         raise ConfigError(f"{where}.by_family must be a mapping of family -> settings, got {by_family!r}")
+    require_families(by_family, f"{where}.by_family")
     for name, changes in by_family.items():
-        if name not in FAMILIES:
-            raise ConfigError(f"{where}.by_family.{name}: not a family; allowed: {', '.join(FAMILIES)}")
         if changes is not None and not isinstance(changes, dict):
             raise ConfigError(f"{where}.by_family.{name} must be a mapping of settings, got {changes!r}")
     return _merge(entry, by_family.get(family) or {}) if family else entry

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import yaml
 
-from repro.config import ConfigError, apply_overrides, from_mapping
+from repro.config import ConfigError, apply_overrides, from_mapping, require_families
 from repro.cost.latency import LatencyConfig
 
 PROFILE_DIR = Path(__file__).parent
@@ -92,11 +92,8 @@ class Profile:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
 
     def __post_init__(self) -> None:
-        from repro.arch import FAMILIES
-
+        require_families(self.train_by_family, "train_by_family")
         for family in self.train_by_family:
-            if family not in FAMILIES:
-                raise ConfigError(f"train_by_family.{family}: not a family; allowed: {', '.join(FAMILIES)}")
             self.train_for(family)  # type-check the merged recipe now, not when a cell runs
 
     def train_for(self, family: str, changes: dict[str, Any] | None = None, where: str = "") -> TrainConfig:
