@@ -23,21 +23,21 @@ best episode's network is then fine-tuned by the pipeline (``retrain = "finetune
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from baselines.reconstruct import least_squares
 from repro.arch import ArchConfig
-from repro.config import from_mapping, to_mapping
-from repro.method import Constraint, Method, SearchResult, register
+from repro.config import from_mapping
+from repro.method import Context, Method, SearchResult
+from repro.registry import register
+from repro.train.reconstruct import least_squares
+from repro.train.subsets import SubsetData
 
-SEARCHES, AGENT = "searches", "amc_agent.pt"
+AGENT = "amc_agent.pt"
 
 
 @dataclass(frozen=True)
@@ -236,46 +236,31 @@ class ChannelPruningEnv:
 
 
 @register
-class AMC(Method):
+class AMC(Method[AMCConfig]):
     name = "amc"
     variants = ("channel",)
     retrain = "finetune"
     config_type = AMCConfig
     families = ("mobilenet_v1", "mobilenet_v2")  # ResNet-50: the ResNet baselines issue
 
-    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
+    def search(self, ctx: Context[AMCConfig]) -> SearchResult:
         from tqdm import tqdm
 
         from baselines.amc_ddpg import DDPGAgent, run_search
-        from repro.cost.budget import make_budget
         from repro.models import build_model
-        from repro.results import input_key
         from repro.train.trainer import save_checkpoint
 
-        self.check(variant)
-        cfg = self.config(ctx.profile.methods, family)
+        family, constraint, cfg, budget = ctx.family, ctx.constraint, ctx.config, ctx.budget
         agent_cfg = cfg.agent_config(ctx.seed)
-        budget = make_budget(constraint.kind, constraint.limit, family)
-        reference, ref_record = ctx.reference(family)
-        key = input_key(kind="search", method=self.name, family=family, constraint=constraint.to_dict(),
-                        config=to_mapping(cfg), reference=ref_record.key, seed=ctx.seed)
-        folder = Path(ctx.results) / SEARCHES / key
-        done = folder / "result.pt"
-        if done.is_file():
-            saved = torch.load(done, map_location="cpu", weights_only=False)
-            return SearchResult(ArchConfig.from_dict(saved["info"]["arch"]), weights=saved["state"],
-                                info=saved["info"], seconds=saved["info"]["seconds"])
-        data = ctx.subsets(family)
-        model = data.prepare(reference)
-        from repro.distributed import require_single_process
-
-        require_single_process("AMC's search")
+        reference = ctx.reference()
+        data = SubsetData.for_search(ctx)
+        model = data.prepare(reference.model)
         arch = ArchConfig.canonical(family)
         resolution = data.resolution(arch.resolution)
         steps = prunable(arch)
         features = Features(model, [r for _, r in steps], data, resolution, cfg.calibration_batches,
                             cfg.points_per_image, ctx.seed)
-        state = {k: v.detach().cpu() for k, v in reference.state_dict().items()}
+        state = {k: v.detach().cpu() for k, v in reference.model.state_dict().items()}
         num_classes = ctx.data.num_classes
 
         def score(pruned: ArchConfig, pruned_state: dict) -> float:
@@ -285,7 +270,7 @@ class AMC(Method):
 
         env = ChannelPruningEnv(arch, state, features, budget, cfg, score)
         agent = DDPGAgent(env.embedding.shape[1], len(steps), agent_cfg)
-        ckpt, earlier, rewards = folder / AGENT, 0.0, []
+        ckpt, earlier, rewards = ctx.store.folder / AGENT, 0.0, []
         if ckpt.is_file():
             saved = torch.load(ckpt, map_location="cpu", weights_only=False)
             agent.load_state_dict(saved["agent"])
@@ -297,8 +282,7 @@ class AMC(Method):
                    disable=True if ctx.quiet else None)
         def on_episode(episode: int, reward: float, info: dict) -> None:
             rewards.append(reward)
-            folder.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(ckpt, agent=agent.state_dict(), rewards=rewards,
+            save_checkpoint(ctx.store.path(AGENT), agent=agent.state_dict(), rewards=rewards,
                             seconds=earlier + time.perf_counter() - start)
 
         try:
@@ -307,17 +291,14 @@ class AMC(Method):
             bar.close()
         seconds = earlier + time.perf_counter() - start
         best_arch, best_state = env.build(best.info["widths"])
-        info = {"key": key, "episodes": total, "best_episode": best.episode, "best_top1_unfinetuned": best.reward,
+        info = {"episodes": total, "best_episode": best.episode, "best_top1_unfinetuned": best.reward,
                 "widths": best.info["widths"], "arch": best_arch.with_imagenet_geometry().to_dict(),
-                "cost": budget.cost(best_arch), "limit": budget.limit, "reference": ref_record.key,
+                "cost": budget.cost(best_arch), "limit": budget.limit, "reference": reference.key,
                 "seconds": seconds, "rewards": rewards}
-        folder.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(done, info=info, state=best_state)
-        (folder / "result.json").write_text(json.dumps(info, indent=1))
         ckpt.unlink(missing_ok=True)
         ctx.log(f"amc {family} {constraint.label()}: best episode {best.episode}, sub-eval top-1 {best.reward:.3f} "
                 f"before fine-tuning, {budget.format(info['cost'])}")
-        return SearchResult(best_arch.with_imagenet_geometry(), weights=best_state, info=info)
+        return SearchResult(best_arch.with_imagenet_geometry(), weights=best_state, info=info, seconds=seconds)
 
 
 __all__ = ["AMC", "AMCConfig", "ChannelPruningEnv", "Features", "least_squares", "prunable"]

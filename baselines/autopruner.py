@@ -34,7 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.arch import ArchConfig, family_spec
-from repro.method import Constraint, Method, SearchResult, register
+from repro.method import Context, Method, SearchResult
+from repro.registry import register
+from repro.train.reconstruct import PruningSearch
+from repro.train.subsets import SubsetData
 
 
 @dataclass(frozen=True)
@@ -170,32 +173,34 @@ def train_gated(model: nn.Module, gated: Gated, ratio: float, steps: int, batche
             {n: torch.stack(scores[n]).mean(0) for n in gated.names}, history)
 
 
+def keep_highest(codes: torch.Tensor, scores: torch.Tensor, count: int) -> torch.Tensor:
+    """The sorted indices of the ``count`` channels of highest code, ties (saturated codes) broken by the scores
+    behind them: the layer keeps exactly ``count`` channels whatever fraction of the codes ended above 0.5."""
+    order = np.lexsort((-scores.numpy(), -codes.numpy()))[:count]
+    return torch.from_numpy(order.copy()).sort().values
+
+
 @register
-class AutoPruner(Method):
+class AutoPruner(Method[AutoPrunerConfig]):
     name = "autopruner"
     variants = ("channel",)
     retrain = "finetune"
     config_type = AutoPrunerConfig
     families = ("resnet50",)
 
-    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
-        from baselines.reconstruct import PruningSearch
+    def search(self, ctx: Context[AutoPrunerConfig]) -> SearchResult:
         from repro.data import resize_batch
         from repro.models import build_model
         from repro.models.prune import producers, select_channels
         from repro.train.trainer import build_scheduler, make_optimizer, make_precision, save_checkpoint
 
-        self.check(variant)
-        cfg = self.config(ctx.profile.methods, family)
+        family, cfg = ctx.family, ctx.config
         last = family_spec(family).blocks[-1]
-        search = PruningSearch.open(self.name, family, constraint, cfg, ctx, skip=(last.slot("conv1"),
-                                    last.slot("conv2")), what="AutoPruner's gated training")
-        if search.cached is not None:
-            return search.cached
+        search = PruningSearch.open(ctx, self.name, skip=(last.slot("conv1"), last.slot("conv2")))
         arch0, slots, ratio, goal, saved = search.arch0, search.slots, search.ratio, search.goal, search.state_path
         spec = arch0.spec
         recipe = ctx.profile.train_for(family, cfg.gate_train, f"methods.{self.name}.gate_train")
-        data = ctx.subsets(family, recipe.batch_size)
+        data = SubsetData.for_search(ctx, recipe.batch_size)
         resolution = data.resolution(arch0.resolution)
         num_classes = ctx.data.num_classes
         if saved.is_file():
@@ -203,7 +208,7 @@ class AutoPruner(Method):
             ctx.log(f"autopruner: resumed after stage {st['stage']} ({saved})")
         else:
             st = {"stage": 0, "arch": arch0.to_dict(), "state": {k: v.detach().cpu() for k, v in
-                                                                 search.reference.state_dict().items()},
+                                                                 search.reference.model.state_dict().items()},
                   "history": [], "seconds": 0.0}
         dtype, scaler = make_precision(recipe, data.device)
         steps = max(1, round(cfg.stage_epochs * len(data.train_loader)))
@@ -234,8 +239,7 @@ class AutoPruner(Method):
                 gated.remove()
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             # the highest codes, ties (saturated codes) broken by the scores behind them
-            keep = {s: torch.from_numpy(np.lexsort((-scores[names[s]].numpy(), -codes[names[s]].numpy()))
-                                        [:goal.widths[s]].copy()).sort().values for s in mine}
+            keep = {s: keep_highest(codes[names[s]], scores[names[s]], goal.widths[s]) for s in mine}
             arch, state = select_channels(state, arch, keep)
             st["history"].append({"stage": stage, "steps": steps, "history": history,
                                   "kept_by_codes": {names[s]: float((codes[names[s]] > 0.5).float().mean())
@@ -248,4 +252,4 @@ class AutoPruner(Method):
                              f"{len(spec.max_depths)} stages x {steps} steps in {st['seconds']:.0f} s",
                              stages=st["history"])
 
-__all__ = ["AutoPruner", "AutoPrunerConfig", "Gate", "Gated", "map_sides", "train_gated"]
+__all__ = ["AutoPruner", "AutoPrunerConfig", "Gate", "Gated", "keep_highest", "map_sides", "train_gated"]

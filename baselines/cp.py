@@ -2,7 +2,7 @@
 2017; public code yihui-he/channel-pruning) as a ``Method``: ``cp``, variant *Channel*, for ResNet-50.
 
 From the trained full network (``ctx.reference``), the first two convolutions of every bottleneck are
-pruned one after another (``baselines.reconstruct.prune_layerwise``) to the one keep ratio that meets the
+pruned one after another (``repro.train.reconstruct.prune_layerwise``) to the one keep ratio that meets the
 column's budget. For each, at sampled positions of sub-train images, the reading layer's input patches come
 from the network pruned so far and its outputs from the *original* network, so each step also corrects the
 error the earlier steps accumulated. Two steps per layer:
@@ -21,12 +21,14 @@ block's first convolution (our networks feed every block the whole residual stre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
-from baselines.reconstruct import (
+from repro.method import Context, Method, SearchResult
+from repro.registry import register
+from repro.train.reconstruct import (
     LayerChoice,
     LayerwiseConfig,
     Samples,
@@ -35,7 +37,6 @@ from baselines.reconstruct import (
     output_error,
     prune_layerwise,
 )
-from repro.method import Constraint, Method, SearchResult, register
 
 
 @dataclass(frozen=True)
@@ -139,17 +140,15 @@ def make_choose(cfg: CPConfig):
 
 
 @register
-class CP(Method):
+class CP(Method[CPConfig]):
     name = "cp"
     variants = ("channel",)
     retrain = "finetune"
     config_type = CPConfig
     families = ("resnet50",)
 
-    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
-        self.check(variant)
-        cfg = self.config(ctx.profile.methods, family)
-        return prune_layerwise(self.name, family, constraint, cfg, ctx, make_choose(cfg), target="original")
+    def search(self, ctx: Context[CPConfig]) -> SearchResult:
+        return prune_layerwise(self.name, ctx, make_choose(ctx.config), target="original")
 
 
 __all__ = ["CP", "CPConfig", "lasso_select", "make_choose", "refit"]

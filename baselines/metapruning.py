@@ -31,15 +31,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from repro.method import Constraint, Method, SearchResult, register
-
-PRUNINGNETS, SEARCHES = "pruningnets", "searches"
+from repro.method import Context, Method, SearchResult
+from repro.registry import register
 
 
 @dataclass(frozen=True)
@@ -215,50 +213,33 @@ def evolve(size: int, choices: int, fits: Callable[[Genome], bool], score: Calla
 # --- the method -------------------------------------------------------------------------------------
 
 @register
-class MetaPruning(Method):
+class MetaPruning(Method[MetaPruningConfig]):
     name = "metapruning"
     variants = ("channel",)
     retrain = "scratch"
     config_type = MetaPruningConfig
     families = ("mobilenet_v1", "mobilenet_v2", "resnet50")
 
-    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
+    def search(self, ctx: Context[MetaPruningConfig]) -> SearchResult:
         from baselines.metapruning_net import SCALES, encoding
+        from baselines.metapruning_train import train_pruningnet
         from repro.atomic import atomic_write_text
-        from repro.cost.budget import make_budget
-        from repro.results import input_key
+        from repro.train.subsets import SubsetData
 
-        self.check(variant)
-        if constraint.kind != "flops":
-            raise ValueError(f"metapruning runs under FLOPs constraints (the tables' cells), not {constraint.kind}")
-        cfg = self.config(ctx.profile.methods, family)
+        family, constraint, cfg, budget = ctx.family, ctx.constraint, ctx.config, ctx.budget
         enc = encoding(family)
-        budget = make_budget(constraint.kind, constraint.limit, family)
-        net_key, net = self._pruningnet(family, enc, cfg, ctx)
-        key = input_key(kind="search", method=self.name, family=family, constraint=constraint.to_dict(),
-                        pruningnet=net_key, evolution=asdict(cfg.evolution),
-                        recalibration=cfg.recalibration_batches, eval_batches=cfg.eval_batches, seed=ctx.seed)
-        folder = Path(ctx.results) / SEARCHES / key
-        snapshot, done = folder / "snapshot.json", folder / "result.json"
-        if done.is_file():
-            summary = json.loads(done.read_text())
-            ctx.log(f"metapruning search already done: {done}")
-            from repro.arch import ArchConfig
-
-            return SearchResult(ArchConfig.from_dict(summary["arch"]), info=summary, seconds=summary["seconds"])
+        net_key, net = train_pruningnet(family, enc, cfg, ctx)
+        snapshot = ctx.store.folder / "snapshot.json"
         state = EvolutionState.from_dict(json.loads(snapshot.read_text())) if snapshot.is_file() else None
-        from repro.distributed import require_single_process
-
-        require_single_process("MetaPruning's PruningNet training and evolution")
         earlier = 0.0 if state is None else json.loads(snapshot.read_text()).get("seconds", 0.0)
-        data = ctx.subsets(family)
+        data = SubsetData.for_search(ctx)
         fits = lambda g: budget.fits(enc.decode(g))  # noqa: E731
         score = _scorer(net, enc, data, cfg, ctx.data.num_classes)
         start = time.perf_counter()
 
         def save(st: EvolutionState) -> None:
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(snapshot, json.dumps({**st.to_dict(), "seconds": earlier + time.perf_counter() - start}))
+            seconds = earlier + time.perf_counter() - start
+            atomic_write_text(ctx.store.path("snapshot.json"), json.dumps({**st.to_dict(), "seconds": seconds}))
 
         from tqdm import tqdm
 
@@ -275,16 +256,10 @@ class MetaPruning(Method):
                    "scored": len(state.scores), "cap": state.cap, "macs": budget.cost(arch), "limit": budget.limit,
                    "pruningnet": net_key, "seconds": earlier + time.perf_counter() - start,
                    "top": [[list(g), state.scores[g]] for g in state.top[:10]]}
-        atomic_write_text(done, json.dumps(summary, indent=1))
+        snapshot.unlink(missing_ok=True)  # done: the pipeline writes the result
         ctx.log(f"metapruning {family} {constraint.label()}: best sub-eval error {state.scores[best]:.3f} of "
                 f"{len(state.scores)} scored; {budget.format(summary['macs'])}")
-        return SearchResult(arch, info=summary)
-
-    def _pruningnet(self, family: str, enc, cfg: MetaPruningConfig, ctx: Any):
-        """The family's trained PruningNet (trained now if no cell has trained it yet) and its key."""
-        from baselines.metapruning_train import train_pruningnet
-
-        return train_pruningnet(family, enc, cfg, ctx, Path(ctx.results) / PRUNINGNETS)
+        return SearchResult(arch, info=summary, seconds=summary["seconds"])
 
 
 def _scorer(net, enc, data, cfg: MetaPruningConfig, num_classes: int) -> Callable[[Genome], float]:

@@ -9,23 +9,23 @@ to 0. Here the decay is per step (theirs per epoch) and the rate is scaled with 
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from repro.method import Artifact, Context
+
 CHECKPOINT, WEIGHTS = "checkpoint.pt", "pruningnet.pt"
 
 
-def train_pruningnet(family: str, enc, cfg, ctx: Any, root: Path):
+def train_pruningnet(family: str, enc, cfg, ctx: Context):
     """(key, trained PruningNet in eval mode) for ``family``; trains it when its record is missing."""
     from dataclasses import replace
 
     from baselines.metapruning_net import SCALES, PruningNet
     from repro.config import to_mapping
     from repro.data import resize_batch
-    from repro.results import RunRecord, environment, find_record, input_key, now, write_record
+    from repro.train.subsets import SubsetData
     from repro.train.trainer import (
         build_scheduler,
         load_state,
@@ -37,25 +37,18 @@ def train_pruningnet(family: str, enc, cfg, ctx: Any, root: Path):
         train_step,
     )
 
-    recipe = ctx.profile.train_for(family)
-    key = input_key(kind="pruningnet", family=family, genes=[list(g) for g in enc.genes],
-                    widest=enc.widest.to_dict(), hidden=cfg.hidden, generator_start="conv-scale",
-                    epochs=cfg.pruningnet_epochs, lr=cfg.pruningnet_lr, lr_batch=cfg.pruningnet_batch,
-                    recipe=to_mapping(recipe), data=ctx.data.identity(), seed=ctx.seed)
-    folder = root / key
-    records = Path(ctx.results) / "records"
+    recipe = ctx.recipe
+    key, folder = ctx.artifact_folder("pruningnet", family=family, genes=[list(g) for g in enc.genes],
+                                      widest=enc.widest.to_dict(), hidden=cfg.hidden, generator_start="conv-scale",
+                                      epochs=cfg.pruningnet_epochs, lr=cfg.pruningnet_lr,
+                                      lr_batch=cfg.pruningnet_batch, recipe=to_mapping(recipe))
     seed_everything(ctx.seed)
     net = PruningNet(enc, ctx.data.num_classes, cfg.hidden)
-    data = ctx.subsets(family)
+    data = SubsetData.for_search(ctx)
     net = data.prepare(net)
-    existing = find_record(records, key)
-    if existing is not None:
+    if ctx.shared.artifact_done(key):
         net.load_state_dict(torch.load(folder / WEIGHTS, map_location=data.device, weights_only=False)["net"])
         return key, net.eval()
-
-    from repro.distributed import require_single_process
-
-    require_single_process("MetaPruning's PruningNet training")
     steps_per_epoch = len(data.train_loader)
     total = cfg.pruningnet_epochs * steps_per_epoch
     # their recipe: lr at their batch, scaled to ours; linear decay to 0, no warm-up, no Nesterov
@@ -99,19 +92,17 @@ def train_pruningnet(family: str, enc, cfg, ctx: Any, root: Path):
     seconds = earlier + time.perf_counter() - start
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(folder / WEIGHTS, net=net.state_dict())
-    record = RunRecord(
-        key=key, kind="pruningnet", method="metapruning", variant="", family=family, constraint={},
-        arch=enc.widest.replace(num_classes=ctx.data.num_classes).to_dict(), profile=ctx.profile.name,
-        profile_config={"metapruning": to_mapping(cfg), "train": to_mapping(recipe)},
-        dataset=ctx.data.describe(), seed=ctx.seed, epochs=cfg.pruningnet_epochs, retrain_seconds=seconds,
-        artifacts={"weights": str((folder / WEIGHTS).relative_to(ctx.results))}, environment=environment(),
-        created=now(), extra={"steps": total, "generator_params": net.generator_params(),
-                              "first_loss": float(np.mean(losses[:20])) if losses else None,
-                              "last_loss": float(np.mean(losses[-20:])) if losses else None})
-    write_record(records, record)
+    extra = {"steps": total, "generator_params": net.generator_params(),
+             "first_loss": float(np.mean(losses[:20])) if losses else None,
+             "last_loss": float(np.mean(losses[-20:])) if losses else None}
+    ctx.shared.publish(Artifact(
+        kind="pruningnet", key=key, method="metapruning", family=family,
+        arch=enc.widest.replace(num_classes=ctx.data.num_classes),
+        settings={"metapruning": to_mapping(cfg), "train": to_mapping(recipe)},
+        files={"weights": folder / WEIGHTS}, seconds=seconds, epochs=cfg.pruningnet_epochs, extra=extra))
     ckpt.unlink(missing_ok=True)
-    ctx.log(f"PruningNet for {family} trained in {seconds:.0f} s; loss {record.extra['first_loss']} -> "
-            f"{record.extra['last_loss']}")
+    ctx.log(f"PruningNet for {family} trained in {seconds:.0f} s; loss {extra['first_loss']} -> "
+            f"{extra['last_loss']}")
     return key, net.eval()
 
 

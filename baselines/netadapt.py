@@ -24,16 +24,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from repro.arch import ArchConfig
-from repro.config import to_mapping
-from repro.method import Constraint, Method, SearchResult, register
+from repro.method import Context, Method, SearchResult
+from repro.registry import register
+from repro.train.subsets import SubsetData
 
-SEARCHES, STATE = "searches", "netadapt_state.pt"
+STATE = "netadapt_state.pt"
 
 
 @dataclass(frozen=True)
@@ -133,48 +133,32 @@ def iteration(arch: ArchConfig, state: dict, cost, target: float, step: int, eva
 
 
 @register
-class NetAdapt(Method):
+class NetAdapt(Method[NetAdaptConfig]):
     name = "netadapt"
     variants = ("channel",)
     retrain = "finetune"
     config_type = NetAdaptConfig
     constraint_kinds = ("flops", "gpu_latency", "cpu_latency")
 
-    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
-        from repro.cost.budget import make_budget
+    def search(self, ctx: Context[NetAdaptConfig]) -> SearchResult:
         from repro.models import build_model
-        from repro.results import input_key
         from repro.train.subsets import finetune
         from repro.train.trainer import save_checkpoint
 
-        self.check(variant)
-        cfg = self.config(ctx.profile.methods, family)
-        budget = make_budget(constraint.kind, constraint.limit, family)
-        reference, ref_record = ctx.reference(family)
-        extra = {}
-        if constraint.kind != "flops":
-            from repro.cost.latency import device_key
-
-            extra["latency"] = device_key(ctx.profile.latency.settings_for(constraint.kind))
-        key = input_key(kind="search", method=self.name, family=family, constraint=constraint.to_dict(),
-                        config=to_mapping(cfg), reference=ref_record.key, seed=ctx.seed, **extra)
-        folder = Path(ctx.results) / SEARCHES / key
-        saved = folder / STATE
-        recipe = ctx.profile.train_for(family)
+        family, cfg, budget = ctx.family, ctx.config, ctx.budget
+        reference = ctx.reference()
+        saved = ctx.store.folder / STATE
+        recipe = ctx.recipe
         num_classes = ctx.data.num_classes
         if saved.is_file():
             st = torch.load(saved, map_location="cpu", weights_only=False)
             ctx.log(f"netadapt: resumed at iteration {st['iteration']} ({saved})")
         else:
             arch0 = ArchConfig.canonical(family)
-            st = {"iteration": 0, "arch": arch0.to_dict(), "state": reference.state_dict(), "history": [],
+            st = {"iteration": 0, "arch": arch0.to_dict(), "state": reference.model.state_dict(), "history": [],
                   "r0": budget.cost(arch0), "seconds": 0.0, "done": False}
-        if not st["done"]:
-            from repro.distributed import require_single_process
-
-            require_single_process("NetAdapt's search")
         start = time.perf_counter()
-        data = ctx.subsets(family)
+        data = SubsetData.for_search(ctx)
         batches = data.train_batches(st["iteration"] * cfg.short_steps)
         r0 = st["r0"]
         while not st["done"]:
@@ -208,17 +192,16 @@ class NetAdapt(Method):
                                   "proposals": proposals})
             st["seconds"] += time.perf_counter() - start
             start = time.perf_counter()
-            folder.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(saved, **st)
+            save_checkpoint(ctx.store.path(STATE), **st)
             ctx.log(f"netadapt {family} iteration {i}: target {budget.format(target)}, kept "
                     f"{max(proposals, key=lambda p: p['top1'])['layer']} -> {budget.format(budget.cost(new_arch))}, "
                     f"sub-eval top-1 {top1:.3f}")
         st["seconds"] += time.perf_counter() - start
         arch = ArchConfig.from_dict(st["arch"])
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "history.json").write_text(json.dumps(st["history"], indent=1))
-        info = {"key": key, "iterations": st["iteration"], "r0": r0, "cost": budget.cost(arch), "limit": budget.limit,
-                "reference": ref_record.key, "seconds": st["seconds"],
+        ctx.store.path("history.json").write_text(json.dumps(st["history"], indent=1))
+        saved.unlink(missing_ok=True)  # done: the pipeline writes the result
+        info = {"iterations": st["iteration"], "r0": r0, "cost": budget.cost(arch), "limit": budget.limit,
+                "reference": reference.key, "seconds": st["seconds"],
                 "history": [{k: v for k, v in h.items() if k != "proposals"} for h in st["history"]]}
         return SearchResult(arch.with_imagenet_geometry(), weights=st["state"], info=info, seconds=st["seconds"])
 

@@ -26,7 +26,10 @@ from typing import Any
 
 import torch
 
-from repro.method import Constraint, Method, SearchResult, register
+from repro.method import Context, Method, SearchResult
+from repro.registry import register
+from repro.train.reconstruct import PruningSearch
+from repro.train.subsets import SubsetData
 
 
 @dataclass(frozen=True)
@@ -58,15 +61,14 @@ def soft_prune(model: torch.nn.Module, keep: dict[str, int]) -> dict[str, list[i
 
 
 @register
-class SFP(Method):
+class SFP(Method[SFPConfig]):
     name = "sfp"
     variants = ("channel",)
     retrain = "finetune"
     config_type = SFPConfig
     families = ("resnet50",)
 
-    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
-        from baselines.reconstruct import PruningSearch
+    def search(self, ctx: Context[SFPConfig]) -> SearchResult:
         from repro.data import resize_batch
         from repro.models.prune import producers, select_channels
         from repro.train.trainer import (
@@ -78,11 +80,8 @@ class SFP(Method):
             train_step,
         )
 
-        self.check(variant)
-        cfg = self.config(ctx.profile.methods, family)
-        search = PruningSearch.open(self.name, family, constraint, cfg, ctx, what="SFP's soft-pruning training")
-        if search.cached is not None:
-            return search.cached
+        family, constraint, cfg = ctx.family, ctx.constraint, ctx.config
+        search = PruningSearch.open(ctx, self.name)
         arch0, ckpt = search.arch0, search.state_path
         weights = {}
         for s in search.slots:
@@ -90,8 +89,8 @@ class SFP(Method):
             weights[name] = (s, search.goal.widths[s])
         keep = {name: k for name, (_s, k) in weights.items()}
         recipe = ctx.profile.train_for(family, cfg.soft_train, f"methods.{self.name}.soft_train")
-        data = ctx.subsets(family, recipe.batch_size)
-        model = data.prepare(search.reference)
+        data = SubsetData.for_search(ctx, recipe.batch_size)
+        model = data.prepare(search.reference.model)
         steps_per_epoch = len(data.train_loader)
         total = recipe.epochs * steps_per_epoch
         optimizer = make_optimizer(model, recipe, 1)

@@ -2,7 +2,7 @@
 ICCV 2017; public code Roll920/ThiNet) as a ``Method``: ``thinet``, variant *Channel*, for ResNet-50.
 
 From the trained full network (``ctx.reference``), the first two convolutions of every bottleneck are
-pruned one after another (``baselines.reconstruct.prune_layerwise``), all to one keep ratio: the largest
+pruned one after another (``repro.train.reconstruct.prune_layerwise``), all to one keep ratio: the largest
 that meets the column's budget (ThiNet-70 / 50 / 30 keep 70 / 50 / 30% of those channels). A layer's
 channels are chosen by what the *next* layer computes from them: at sampled positions of sub-train images
 and a random output channel of the next layer each, every input channel's contribution to that output is
@@ -17,11 +17,13 @@ selection is the greedy removal written here; their later TPAMI ResNet code sele
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from baselines.reconstruct import (
+from repro.method import Context, Method, SearchResult
+from repro.registry import register
+from repro.train.reconstruct import (
     LayerChoice,
     LayerwiseConfig,
     Samples,
@@ -29,7 +31,6 @@ from baselines.reconstruct import (
     prune_layerwise,
     relative_error,
 )
-from repro.method import Constraint, Method, SearchResult, register
 
 
 @dataclass(frozen=True)
@@ -103,17 +104,15 @@ def choose(samples: Samples, weight: torch.Tensor, keep: int, gen: torch.Generat
 
 
 @register
-class ThiNet(Method):
+class ThiNet(Method[ThiNetConfig]):
     name = "thinet"
     variants = ("channel",)
     retrain = "finetune"
     config_type = ThiNetConfig
     families = ("resnet50",)
 
-    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
-        self.check(variant)
-        return prune_layerwise(self.name, family, constraint, self.config(ctx.profile.methods, family), ctx, choose,
-                               target="current")
+    def search(self, ctx: Context[ThiNetConfig]) -> SearchResult:
+        return prune_layerwise(self.name, ctx, choose, target="current")
 
 
 __all__ = ["ThiNet", "ThiNetConfig", "choose", "greedy_keep", "reconstruction_error", "scales", "training_set"]

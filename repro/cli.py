@@ -4,7 +4,7 @@
   as ``--family F --width W --resolution R``.
 * ``run-table T``: every cell of table T on a profile (``--list`` shows them with keys and status).
 * ``run-cell``: one cell, by ``--table T --index N`` (a Slurm array task) or by method, variant, family and
-  constraint.
+  constraint (``--flops 330M``, ``--cpu-latency 0.5``, ``--gpu-latency 0.75``).
 * ``eval``: top-1/top-5 of an ArchConfig and its weights on a prepared data set.
 * ``export``: TorchScript (and ONNX where the exporter works) for deployment.
 
@@ -81,8 +81,8 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
+    from repro.constraint import Constraint
     from repro.cost.flops import parse_macs
-    from repro.method import Constraint
     from repro.pipeline import prepare_data, run_cell
     from repro.runner import blocked_reason, run_one, statuses
 
@@ -100,12 +100,19 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
             raise ValueError(f"cell {args.index} ({st.cell.label}) cannot run: {why}")
         record, ran = run_one(st, profile, data, results, print, args.quiet)
     else:
-        missing = [n for n in ("method", "variant", "family", "flops") if getattr(args, n) is None]
+        missing = [n for n in ("method", "variant", "family") if getattr(args, n) is None]
+        if args.flops is None and args.cpu_latency is None and args.gpu_latency is None:
+            missing.append("flops|cpu-latency|gpu-latency")
         if missing:
-            raise ValueError("give --table T --index N, or all of --method --variant --family --flops "
-                             f"(missing: {', '.join('--' + m for m in missing)})")
-        record, ran = run_cell(args.method, args.variant, args.family, Constraint("flops", parse_macs(args.flops)),
-                               profile, args.seed, data, results)
+            raise ValueError("give --table T --index N, or all of --method --variant --family and one of --flops, "
+                             f"--cpu-latency, --gpu-latency (missing: {', '.join('--' + m for m in missing)})")
+        if args.flops is not None:
+            constraint = Constraint("flops", parse_macs(args.flops))
+        elif args.cpu_latency is not None:
+            constraint = Constraint("cpu_latency", args.cpu_latency)
+        else:
+            constraint = Constraint("gpu_latency", args.gpu_latency)
+        record, ran = run_cell(args.method, args.variant, args.family, constraint, profile, args.seed, data, results)
     print(f"{'ran' if ran else 'already done'}: {record.method} {record.variant} {record.family} "
           f"{record.macs / 1e6:.2f}M MACs, top-1 {100 * record.top1:.2f}% -> key {record.key}")
     return 0
@@ -167,15 +174,14 @@ def _latency_table(args: argparse.Namespace, overrides: list[str]) -> int:
     ``--random`` architectures of the space, per family; missing layers are measured, present ones kept."""
     from pathlib import Path
 
+    from repro.constraint import LATENCY_DEVICE
     from repro.cost.latency import (
-        LATENCY_DEVICE,
         LatencyTable,
         device_available,
-        grid_archs,
-        random_archs,
         timed_fill,
     )
     from repro.profiles import load_profile
+    from repro.space import grid_archs, random_archs
 
     profile = load_profile(args.profile, overrides)
     kind = {v: k for k, v in LATENCY_DEVICE.items()}[args.device]
@@ -233,7 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--method")
     c.add_argument("--variant")
     c.add_argument("--family", choices=FAMILIES)
-    c.add_argument("--flops", help="FLOPs limit, e.g. 330M")
+    limit = c.add_mutually_exclusive_group()
+    limit.add_argument("--flops", help="FLOPs limit, e.g. 330M")
+    limit.add_argument("--cpu-latency", type=float, metavar="W",
+                       help="CPU-latency limit: the uniform Channel reference at width W (e.g. 0.5)")
+    limit.add_argument("--gpu-latency", type=float, metavar="W",
+                       help="GPU-latency limit: the uniform Channel reference at width W (e.g. 0.75)")
     c.add_argument("--seed", type=int, default=0)
     _add_profile_args(c)
     c.set_defaults(func=_run_cell)

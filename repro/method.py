@@ -1,60 +1,171 @@
-"""The one interface every method implements (the paper's method and each baseline), and its registry.
+"""The seam between the pipeline and the methods: the interface every method implements (the paper's method
+and each baseline), what a method receives (``Context``) and where it keeps its files (``SearchStore``).
 
-A method turns (family, variant, constraint) into an architecture (``search``), and declares how that
-architecture is then trained: ``"scratch"`` (trained from scratch on the full training split, as the paper
-does for its own method and the uniform baselines) or ``"finetune"`` (the pruned weights it returns are
-fine-tuned, as the traditional pruning methods do). The pipeline has no per-method branches: a new method
-is one module that calls ``register``.
+A method turns a ``Context`` (family, variant, constraint, its typed settings, the constraint as a
+``Budget``, the data, the seed) into an architecture (``search``), and declares how that architecture is then
+trained: ``"scratch"`` (from scratch on the full training split, as the paper does for its own method and the
+uniform baselines) or ``"finetune"`` (the pruned weights it returns are fine-tuned, as the traditional pruning
+methods do). The pipeline does everything around a search once, for every method: it builds the search's key
+from its inputs, returns a finished search's result without calling the method, refuses several processes to
+a method that is not ``distributed``, times the search and writes its result. A method writes only its own
+logic; what it needs from the layers above (a trained reference network, a shared artifact's record) comes
+through the ``Shared`` protocol, which the pipeline implements.
+
+A new method is one module in ``baselines/`` with a class that subclasses ``Method`` and is decorated with
+``repro.registry.register`` (README: "Adding a method").
 """
 
 from __future__ import annotations
 
+import io
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from repro.arch import ArchConfig
+from repro.atomic import atomic_write_bytes, atomic_write_text
+from repro.config import ConfigError, from_mapping, require_families, to_mapping
+from repro.constraint import Constraint
+from repro.cost.budget import Budget
+from repro.dataset import PreparedData
+from repro.keys import input_key
 
-CONSTRAINT_KINDS = ("flops", "gpu_latency", "cpu_latency")
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
+    from repro.profiles import Profile, TrainConfig
 
-@dataclass(frozen=True)
-class Constraint:
-    """``flops``: ``limit`` in MACs (ImageNet geometry). ``gpu_latency`` / ``cpu_latency``: ``limit`` is the
-    width multiplier of the uniform *Channel* reference whose latency, measured in the same run on the same
-    device, is the budget (met when the ratio is <= 1)."""
-
-    kind: Literal["flops", "gpu_latency", "cpu_latency"]
-    limit: float
-
-    def __post_init__(self) -> None:
-        if self.kind not in CONSTRAINT_KINDS:
-            raise ValueError(f"constraint kind={self.kind!r} is not known; allowed: {', '.join(CONSTRAINT_KINDS)}")
-        if not self.limit > 0:
-            raise ValueError(f"constraint limit={self.limit!r} must be positive")
-
-    def label(self) -> str:
-        if self.kind == "flops":
-            from repro.cost.flops import format_macs
-
-            return format_macs(self.limit, 0 if self.limit >= 1e6 and self.limit % 1e6 == 0 else 1)
-        return f"{self.limit:g}x {self.kind.replace('_', ' ')}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "limit": self.limit}
+C = TypeVar("C")
+SEARCHES, RESULT, RESULT_JSON = "searches", "result.pt", "result.json"
 
 
 @dataclass
 class SearchResult:
     arch: ArchConfig  # at ImageNet geometry (1000 classes): the pipeline sets the data set's class count
     weights: dict[str, Any] | None = None  # for "finetune" methods: the pruned network's state_dict
-    info: dict[str, Any] = field(default_factory=dict)  # anything worth recording (trajectory file, ...)
-    # the search's wall time when it ran earlier and was reused (a cell rerun to measure again); None: the
-    # pipeline times ``search`` itself
+    info: dict[str, Any] = field(default_factory=dict)  # JSON-able details worth recording (history, losses)
+    # the search's own wall time when the method knows it better than the pipeline's clock (a search resumed
+    # after a crash counts the interrupted part too); None: the pipeline's timing of ``search``
     seconds: float | None = None
 
 
-class Method:
-    """Subclass, set ``name``, ``variants`` and ``retrain``, implement ``search``, and ``register`` it."""
+@dataclass(frozen=True)
+class TrainedNetwork:
+    """A network trained by the pipeline (a reference network the pruning methods start from), loaded."""
+
+    model: nn.Module
+    key: str  # the key of its training record
+    top1: float | None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A shared artifact made by a method (MetaPruning's PruningNet): the pipeline records it (kind, key, the
+    architecture it holds, its settings and files under the results folder) so that it is built once."""
+
+    kind: str
+    key: str
+    method: str
+    family: str
+    arch: ArchConfig
+    settings: dict[str, Any]
+    files: dict[str, Path]
+    seconds: float
+    epochs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Shared(Protocol):
+    """What a method may ask of the layers above it; the pipeline implements it."""
+
+    def reference(self, family: str) -> TrainedNetwork:
+        """The family's full network trained from scratch with the profile's recipe (built once, shared)."""
+
+    def artifact_done(self, key: str) -> bool:
+        """Whether an artifact with this key has its record already."""
+
+    def publish(self, artifact: Artifact) -> None:
+        """Record a finished artifact."""
+
+
+@dataclass(frozen=True)
+class SearchStore:
+    """One search's folder, named by the key of all its inputs: the method's checkpoints and files
+    (``path``), and the finished result (``load`` / ``save``, used by the pipeline)."""
+
+    root: Path  # <results>/searches
+    key: str
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.key
+
+    def path(self, name: str) -> Path:
+        """A file of this search (its folder made on the way)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder / name
+
+    def load(self) -> SearchResult | None:
+        """The finished search's result, or None."""
+        import torch
+
+        done = self.folder / RESULT
+        if not done.is_file():
+            return None
+        saved = torch.load(done, map_location="cpu", weights_only=False)
+        return SearchResult(ArchConfig.from_dict(saved["arch"]), saved["weights"], saved["info"], saved["seconds"])
+
+    def save(self, result: SearchResult) -> None:
+        """Write the result (``result.pt``, and ``result.json`` for people), atomically."""
+        import torch
+
+        buf = io.BytesIO()
+        torch.save({"arch": result.arch.to_dict(), "weights": result.weights, "info": result.info,
+                    "seconds": result.seconds}, buf)
+        atomic_write_bytes(self.path(RESULT), buf.getvalue())
+        summary = {"arch": result.arch.to_dict(), "seconds": result.seconds, **result.info}
+        atomic_write_text(self.path(RESULT_JSON), json.dumps(summary, indent=1, default=str))
+
+
+@dataclass(frozen=True)
+class Context(Generic[C]):
+    """Everything a method's ``search`` may use. The same fields for the paper's method and every baseline."""
+
+    family: str
+    variant: str
+    constraint: Constraint
+    config: C  # the method's typed settings (``Method.config_type``), its family's changes merged in
+    budget: Budget  # the constraint as a cost function and limit
+    store: SearchStore
+    profile: Profile
+    seed: int
+    data: PreparedData
+    shared: Shared
+    results: Path  # the results folder (artifacts live under it)
+    device: torch.device | None = None
+    log: Callable[[str], None] = print
+    quiet: bool = False
+
+    @property
+    def recipe(self) -> TrainConfig:
+        """The family's training recipe in the profile."""
+        return self.profile.train_for(self.family)
+
+    def reference(self) -> TrainedNetwork:
+        return self.shared.reference(self.family)
+
+    def artifact_folder(self, kind: str, **inputs: Any) -> tuple[str, Path]:
+        """(key, folder) of a shared artifact of ``kind`` named by ``inputs`` (with the data and seed)."""
+        key = input_key(kind=kind, data=self.data.identity(), seed=self.seed, **inputs)
+        return key, self.results / f"{kind}s" / key
+
+
+class Method(Generic[C]):
+    """Subclass, set ``name``, ``variants``, ``retrain`` (and ``config_type``), implement ``search``, and
+    decorate the class with ``repro.registry.register``."""
 
     name: ClassVar[str]
     variants: ClassVar[tuple[str, ...]]
@@ -62,14 +173,15 @@ class Method:
     # what this build of the method handles; the runner reports other cells as "not available"
     families: ClassVar[tuple[str, ...]] = ("mobilenet_v1", "mobilenet_v2", "resnet50")
     constraint_kinds: ClassVar[tuple[str, ...]] = ("flops",)
-
-    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
-        raise NotImplementedError
-
     # the dataclass that types this method's ``methods.<name>`` entry (None: the entry is used as written)
     config_type: ClassVar[type | None] = None
+    # whether ``search`` runs under torchrun with several processes (the others are refused there)
+    distributed: ClassVar[bool] = False
 
-    def config(self, methods: dict[str, Any], family: str | None = None) -> Any:
+    def search(self, ctx: Context[C]) -> SearchResult:
+        raise NotImplementedError
+
+    def config(self, methods: dict[str, Any], family: str | None = None) -> C:
         """This method's typed settings from a profile's ``methods`` mapping (defaults filled in), with the
         entries of its ``by_family.<family>`` mapping merged over them (nested mappings key by key) when
         ``family`` is given: a profile can scale a shared method differently for ResNet-50 than for the
@@ -78,21 +190,16 @@ class Method:
         entry = entry_for_family(written, where, family)
         if self.config_type is None:
             return entry
-        from repro.config import from_mapping
-
         if family and isinstance(written, dict) and (written.get("by_family") or {}).get(family):
             where += f" (with by_family.{family})"  # an error may come from the family's changes
         return from_mapping(self.config_type, entry or {}, where)
 
     def settings(self, methods: dict[str, Any], family: str | None = None) -> Any:
         """This method's resolved settings for ``family`` as plain data: what a cell's cache key holds, so a
-        changed default in code changes the key too (the profile's entry as written for a method without
-        ``config_type``); another family's ``by_family`` entry does not enter it."""
-        from repro.config import to_mapping
-
+        changed default in code changes the key too."""
         return to_mapping(self.config(methods, family))
 
-    def retrain_recipe(self, profile: Any, family: str) -> Any:
+    def retrain_recipe(self, profile: Profile, family: str) -> TrainConfig:
         """The recipe the found architecture is (re)trained with: the profile's for the family, with the
         changes of the settings' ``finetune`` mapping when there is one (the fine-tuning methods' shorter run
         or lower learning rate)."""
@@ -109,8 +216,6 @@ def entry_for_family(entry: Any, where: str, family: str | None) -> Any:
     (nested mappings merged key by key); an unknown family name is an error naming the key."""
     if not isinstance(entry, dict) or "by_family" not in entry:
         return entry
-    from repro.config import ConfigError, require_families
-
     entry = dict(entry)
     by_family = entry.pop("by_family") or {}
     if not isinstance(by_family, dict):
@@ -129,33 +234,17 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-REGISTRY: dict[str, type[Method]] = {}
+def search_key(method: str, variant: str, family: str, constraint: Constraint, settings: Any, profile: Profile,
+               seed: int, data: PreparedData, latency_device: dict[str, Any] | None = None) -> str:
+    """The key of a search: the method and every input its result depends on: the cell (variant, family,
+    constraint), the method's resolved settings, the family's recipe (what a reference network is trained
+    with, and the paper's method's schedule), how images are decoded, the data's identity, the seed, and for a
+    latency constraint the device and its measurement settings (``repro.cost.latency.device_key``)."""
+    extra = {} if latency_device is None else {"latency": latency_device}
+    return input_key(kind="search", method=method, variant=variant, family=family, constraint=constraint.to_dict(),
+                     config=settings, recipe=to_mapping(profile.train_for(family)), decode=profile.data.decode,
+                     data=data.identity(), seed=seed, **extra)
 
 
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator; refuses a second method of the same name."""
-    if cls.__module__ == "__main__":
-        # `python -m baselines.uniform` runs a module that the package import has registered already
-        return cls
-    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
-        raise ValueError(f"a method named {cls.name!r} is already registered ({REGISTRY[cls.name].__module__})")
-    if cls.retrain not in ("scratch", "finetune"):
-        raise ValueError(f"method {cls.name!r}: retrain={cls.retrain!r} must be 'scratch' or 'finetune'")
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-def load_methods() -> None:
-    """Import (and so register) the paper's method and every baseline."""
-    import baselines
-    import repro.search.proposed  # noqa: F401
-
-    baselines.load_all()
-
-
-def get_method(name: str) -> Method:
-    load_methods()
-
-    if name not in REGISTRY:
-        raise ValueError(f"method {name!r} is not registered; known: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]()
+__all__ = ["Artifact", "Context", "Method", "SearchResult", "SearchStore", "Shared", "TrainedNetwork",
+           "entry_for_family", "search_key"]

@@ -15,51 +15,44 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from repro.arch import ArchConfig
 from repro.config import to_mapping
+from repro.constraint import Constraint
+from repro.cost.budget import make_budget
 from repro.cost.flops import count_macs, count_macs_scaled, count_params
+from repro.cost.latency import (
+    LatencyTable,
+    UnstableMeasurement,
+    compare_latency,
+    device_id,
+    device_key,
+    open_table,
+)
 from repro.data.manifest import DataError, check_beton, read_manifest
-from repro.distributed import barrier, is_main
-from repro.method import Constraint, get_method
+from repro.dataset import PreparedData
+from repro.discover import get_method, load_methods
+from repro.distributed import barrier, broadcast_object, is_main, require_single_process
+from repro.hardware import environment, now
+from repro.keys import input_key
+from repro.method import (
+    Artifact,
+    Context,
+    Method,
+    SearchResult,
+    SearchStore,
+    TrainedNetwork,
+    entry_for_family,
+    search_key,
+)
 from repro.profiles import Profile
-from repro.results import RunRecord, environment, find_record, input_key, now, write_record
+from repro.reference import reference_arch
+from repro.results import RunRecord, find_record, write_record
 
-RECORDS, CHECKPOINTS, WEIGHTS = "records", "checkpoints", "weights"
-
-
-@dataclass
-class PreparedData:
-    """A prepared data set (``data_prep``) as the pipeline uses it."""
-
-    folder: Path
-    manifest: dict[str, Any]
-    sub_train: np.ndarray
-    sub_eval: np.ndarray
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.manifest["classes"])
-
-    @property
-    def base_resolution(self) -> int:
-        return int(self.manifest["base_resolution"])
-
-    def identity(self) -> dict[str, Any]:
-        """What names the data in cache keys: its content, not where it lies (moving it keeps the cache)."""
-        return {"classes": self.num_classes, "base_resolution": self.base_resolution,
-                "listing_sha256": self.manifest["listing_sha256"],
-                "betons": {k: v["quick_sha256"] for k, v in self.manifest["betons"].items()},
-                "split": self.manifest["split"]}
-
-    def describe(self) -> dict[str, Any]:
-        """``identity`` plus the folder, for records."""
-        return {"path": str(self.folder), **self.identity()}
+RECORDS, CHECKPOINTS, WEIGHTS, SEARCHES = "records", "checkpoints", "weights", "searches"
 
 
 def data_folder(profile: Profile, root: Path = Path(".")) -> Path:
@@ -102,24 +95,20 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
     return PreparedData(folder, manifest, split.sub_train, split.sub_eval)
 
 
-@dataclass
-class Context:
-    """What a method's ``search`` may use (the paper's method and the baselines read the same)."""
+class PipelineShared:
+    """The pipeline's side of ``repro.method.Shared``: reference networks trained as retraining artifacts, and
+    the records of artifacts that methods make."""
 
-    profile: Profile
-    seed: int
-    data: PreparedData
-    results: Path
-    device: Any = None
-    log: Callable[[str], None] = print
-    quiet: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, profile: Profile, seed: int, data: PreparedData, results: Path, device: Any,
+                 log: Callable[[str], None]):
+        self.profile, self.seed, self.data, self.results, self.device, self.log = (
+            profile, seed, data, Path(results), device, log)
 
-    def reference(self, family: str) -> tuple[Any, RunRecord]:
+    def reference(self, family: str) -> TrainedNetwork:
         """The family's full network (the canonical 1.0x, maximum depth) trained from scratch with the profile's
         recipe on the full training split: the trained network that the pruning baselines start from. It is
         the retraining artifact of that architecture (trained once per profile, data and seed, and shared
-        with any cell that ends in the same network); returns the model, loaded, and its record."""
+        with any cell that ends in the same network)."""
         import torch
 
         from repro.models import build_model
@@ -128,20 +117,24 @@ class Context:
         record = retrain_arch(arch, "scratch", None, self.profile, self.seed, self.data, self.results, self.device,
                               self.log)
         model = build_model(arch.replace(num_classes=self.data.num_classes))
-        state = torch.load(Path(self.results) / record.artifacts["weights"], map_location="cpu", weights_only=False)
+        state = torch.load(self.results / record.artifacts["weights"], map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
-        return model, record
+        return TrainedNetwork(model, record.key, record.top1)
 
-    def subsets(self, family: str, batch_size: int | None = None) -> Any:
-        """Loaders over sub-train and sub-eval (``repro.train.subsets.SubsetData``) with the family's recipe."""
-        from repro.train.subsets import SubsetData
-        from repro.train.trainer import resolve_device
+    def artifact_done(self, key: str) -> bool:
+        return find_record(self.results / RECORDS, key) is not None
 
-        recipe = self.profile.train_for(family)
-        return SubsetData.open(self.data.folder, self.data.sub_train, self.data.sub_eval, self.data.base_resolution,
-                               batch_size or recipe.batch_size, recipe.eval_batch_size, self.seed,
-                               self.device or resolve_device(), self.profile.data.workers, recipe.crop_scale,
-                               recipe.channels_last)
+    def publish(self, artifact: Artifact) -> None:
+        if not is_main():
+            return
+        record = RunRecord(
+            key=artifact.key, kind=artifact.kind, method=artifact.method, variant="", family=artifact.family,
+            constraint={}, arch=artifact.arch.to_dict(), profile=self.profile.name,
+            profile_config=artifact.settings, dataset=self.data.describe(), seed=self.seed, epochs=artifact.epochs,
+            retrain_seconds=artifact.seconds,
+            artifacts={name: str(Path(path).relative_to(self.results)) for name, path in artifact.files.items()},
+            environment=environment(), created=now(), extra=artifact.extra)
+        write_record(self.results / RECORDS, record)
 
 
 def cell_key(method: str, variant: str, family: str, constraint: Constraint, profile: Profile, seed: int,
@@ -154,15 +147,11 @@ def cell_key(method: str, variant: str, family: str, constraint: Constraint, pro
     # another family's recipe changes do not change this cell
     own_recipe = settings.get("train_by_family", {}).get(family)
     settings["train_by_family"] = {family: own_recipe} if own_recipe else {}
-    if constraint.kind != "flops":  # and the device: a record from another CPU or GPU is not this cell's
-        from repro.cost.latency import device_key
-
+    if constraint.is_latency:  # and the device: a record from another CPU or GPU is not this cell's
         settings["latency"] = device_key(profile.latency.settings_for(constraint.kind))
     # a method's settings change its own cells only, resolved (defaults included) when the method is built
-    from repro.method import REGISTRY, entry_for_family, load_methods
-
-    load_methods()
-    own = (REGISTRY[method]().settings(profile.methods, family) if method in REGISTRY
+    registry = load_methods()
+    own = (registry[method]().settings(profile.methods, family) if method in registry
            else entry_for_family(settings["methods"].get(method), f"methods.{method}", family))
     settings["methods"] = {} if own is None else {method: to_mapping(own)}
     return input_key(kind="cell", method=method, variant=variant, family=family, constraint=constraint.to_dict(),
@@ -179,16 +168,10 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
     if existing is not None:
         return existing, False
     method = get_method(method_name)
-    method.check(variant)
-    table = None
-    if constraint.kind != "flops":  # NotRunHere on a machine without the device
-        from repro.cost.latency import open_table
-
-        table = open_table(profile.latency, constraint.kind)
-    ctx = Context(profile, seed, data, Path(results), device, log, quiet)
-    start = time.perf_counter()
-    found = method.search(family, variant, constraint, ctx)
-    search_seconds = time.perf_counter() - start if found.seconds is None else found.seconds
+    check_cell(method, variant, family, constraint)
+    table = open_table(profile.latency, constraint.kind) if constraint.is_latency else None  # NotRunHere
+    found = search(method, variant, family, constraint, profile, seed, data, Path(results), table, device, log,
+                   quiet)
     if table is not None:
         _save_table(table, log)
     retrain = retrain_arch(found.arch, method.retrain, found.weights, profile, seed, data, Path(results), device,
@@ -200,7 +183,7 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
         constraint=constraint.to_dict(), arch=arch.to_dict(), profile=profile.name,
         profile_config=to_mapping(profile), dataset=data.describe(), seed=seed,
         macs=count_macs(arch), macs_scaled=count_macs_scaled(arch), params=count_params(arch),
-        top1=retrain.top1, top5=retrain.top5, epochs=retrain.epochs, search_seconds=search_seconds,
+        top1=retrain.top1, top5=retrain.top5, epochs=retrain.epochs, search_seconds=found.seconds,
         retrain_seconds=retrain.retrain_seconds, retrain_protocol=method.retrain,
         artifacts={"retrain": retrain.key}, environment=environment(), created=now(),
         extra={"search": found.info}, latency=latency,
@@ -209,6 +192,46 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
         write_record(records, record)
     barrier()
     return record, True
+
+
+def check_cell(method: Method, variant: str, family: str, constraint: Constraint) -> None:
+    """Refuse a cell the method does not handle (its variants, families and constraint kinds), naming them."""
+    method.check(variant)
+    if family not in method.families:
+        raise ValueError(f"method {method.name!r} is not built for {family}; it handles: {', '.join(method.families)}")
+    if constraint.kind not in method.constraint_kinds:
+        raise ValueError(f"method {method.name!r} has no {constraint.kind} form; it runs under: "
+                         f"{', '.join(method.constraint_kinds)}")
+
+
+def search(method: Method, variant: str, family: str, constraint: Constraint, profile: Profile, seed: int,
+           data: PreparedData, results: Path, table: LatencyTable | None = None, device: Any = None,
+           log: Callable[[str], None] = print, quiet: bool = False) -> SearchResult:
+    """A method's search for one cell, done once: the search's key names every input; a finished search's
+    result is returned as it was (with the time it took then); otherwise the method runs (in one process
+    unless it is ``distributed``), timed, and its result is written under ``<results>/searches/<key>/``."""
+    cfg = method.config(profile.methods, family)
+    latency = device_key(profile.latency.settings_for(constraint.kind)) if constraint.is_latency else None
+    key = search_key(method.name, variant, family, constraint, to_mapping(cfg), profile, seed, data, latency)
+    store = SearchStore(results / SEARCHES, key)
+    found = store.load()
+    if found is not None:
+        log(f"{method.name} search already done: {store.folder} ({found.seconds:.0f} s when it ran)")
+        return found
+    if not method.distributed:
+        require_single_process(f"{method.name}'s search")
+    budget = make_budget(constraint, family, table)
+    ctx = Context(family, variant, constraint, cfg, budget, store, profile, seed, data,
+                  PipelineShared(profile, seed, data, results, device, log), results, device, log, quiet)
+    start = time.perf_counter()
+    found = method.search(ctx)
+    seconds = time.perf_counter() - start if found.seconds is None else found.seconds
+    found = replace(found, arch=found.arch.with_imagenet_geometry(), seconds=seconds,
+                    info={"key": key, "folder": str(store.folder.relative_to(results)), **found.info})
+    if is_main():
+        store.save(found)
+    barrier()
+    return found
 
 
 def _save_table(table: Any, log: Callable[[str], None]) -> None:
@@ -226,9 +249,6 @@ def _measure_latency(arch: ArchConfig, constraint: Constraint, table: Any,
     ``pause_s``, up to ``attempts`` times, then refused; the search's result and the retraining are kept, so a
     rerun of the cell only measures. (On this suite's 2-core VM, idle, batch-1 MobileNet V2 measurements had
     CVs of 0.06-0.24 from one second to the next: 3 attempts back to back failed 2 of 9 CPU-latency cells.)"""
-    from repro.cost.latency import UnstableMeasurement, compare_latency, device_id, reference_arch
-    from repro.distributed import broadcast_object
-
     reference = reference_arch(arch.family, constraint.limit)
     out: dict[str, Any] | None = None
     if is_main():

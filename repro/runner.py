@@ -10,8 +10,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from repro.method import REGISTRY, load_methods
-from repro.pipeline import PreparedData, cell_key, run_cell
+from repro.cost.latency import device_available
+from repro.dataset import PreparedData
+from repro.discover import load_methods
+from repro.pipeline import cell_key, run_cell
 from repro.profiles import Profile
 from repro.results import RunRecord, find_record
 from tables.spec import Cell, table_cells
@@ -28,15 +30,12 @@ class CellStatus:
 
 def blocked_reason(cell: Cell) -> str | None:
     """Why a cell cannot run in this build, or None."""
-    load_methods()
-    if cell.method not in REGISTRY:
+    registry = load_methods()
+    if cell.method not in registry:
         return f"method {cell.method!r} is not built yet"
-    if cell.constraint.kind == "gpu_latency":
-        from repro.cost.latency import device_available
-
-        if not device_available("cuda"):
-            return "GPU latency needs a CUDA GPU: not run here"
-    method = REGISTRY[cell.method]
+    if cell.constraint.device == "cuda" and not device_available("cuda"):
+        return "GPU latency needs a CUDA GPU: not run here"
+    method = registry[cell.method]
     if cell.family not in method.families:
         return f"method {cell.method!r} is not built for {cell.family} yet"
     if cell.constraint.kind not in method.constraint_kinds:

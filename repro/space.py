@@ -37,7 +37,7 @@ Choices and why (defaults in ``SpaceConfig``; the profiles set them under ``meth
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -373,3 +373,26 @@ def _coordinates(family: str, variant: str) -> tuple[Coordinate, ...]:
             coords += [Coordinate(f"depth:s{s}", "depth", stage=s) for s, m in enumerate(spec.max_depths) if m > 1]
         _COORDS[key] = tuple(coords)
     return _COORDS[key]
+
+
+# --- samples of a space (a latency table is pre-filled and checked with them) -------------------------------
+
+
+def grid_archs(family: str, ratios: Sequence[float], resolutions: Sequence[int]) -> list[ArchConfig]:
+    """The uniform networks of ``family`` at each width ratio and resolution, on the space's rounding grid
+    (this module), full depth."""
+    space = SearchSpace(family, "channel+input")
+    out = []
+    for ratio in ratios:
+        for res in resolutions:
+            v = space.uniform(ratio)
+            v[space.names.index("resolution")] = res / 224
+            out.append(space.decode(np.asarray(v)))
+    return out
+
+
+def random_archs(family: str, n: int, seed: int = 0, variant: str = "channel+input+depth") -> list[ArchConfig]:
+    """``n`` architectures of the space, each coordinate uniform between its bounds (seeded)."""
+    space = SearchSpace(family, variant)
+    rng = np.random.default_rng(seed)
+    return [space.decode(rng.uniform(space.lower, space.upper)) for _ in range(n)]

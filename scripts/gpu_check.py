@@ -35,20 +35,19 @@ from repro.cost.latency import (  # noqa: E402
     default_settings,
     device_id,
     environment,
-    grid_archs,
     measure_arch,
     predictor_error,
-    random_archs,
     timed_fill,
 )
+from repro.space import grid_archs, random_archs
 
 REFERENCES = {"mobilenet_v1": (1.0, 0.75, 0.5, 0.25), "mobilenet_v2": (1.0, 0.8, 0.75, 0.65, 0.5, 0.35)}
 
 
 def _reference(family: str, multiplier: float):
-    from baselines.uniform import RULES
+    from repro.reference import reference_arch
 
-    return RULES[family].arch(family, multiplier)
+    return reference_arch(family, multiplier)
 
 
 def _measure(arch, settings):

@@ -33,7 +33,7 @@ from typing import Any
 from repro.cost.flops import format_macs, reported_tolerance
 from repro.results import RecordError, load_records
 from tables.reported import ReportedCell, load_reported
-from tables.spec import FAMILY_OF_TABLE, column_constraint, row_method, table_cells
+from tables.spec import FAMILY_OF_TABLE, column_constraint, row_spec, table_cells
 
 SUBTABLE_TITLES = {"flops": "Under FLOPs constraints", "gpu_latency": "Under GPU latency constraints",
                    "cpu_latency": "Under CPU latency constraints"}
@@ -81,6 +81,7 @@ class Row:
     variant: str
     metrics: dict[str, MetricCell] = field(default_factory=dict)
     planned: bool = False  # one of the cells ``run-table`` runs by default (``tables.spec.table_cells``)
+    baseline: bool = False  # a uniform row (``tables/reported/rows.csv``): no constraint verdict of its own
 
 
 @dataclass
@@ -114,13 +115,13 @@ class TableView:
                 f"{c['not reported']} not reported by the paper or us")
 
 
-def _gpu_available() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except Exception:  # noqa: BLE001 - no torch, no GPU
-        return False
+def _records_had_gpu(frame: Any) -> bool:
+    """Whether the records were made where a CUDA GPU was: a GPU-latency cell without a record is *not run
+    here* when none of them was (decided from the records, not from the machine that renders them); with no
+    records at all, nothing ran, and such a cell is *not run*."""
+    if frame is None or not len(frame):
+        return True
+    return any((env or {}).get("cuda_device") for env in frame["environment"])
 
 
 def _cell_records(frame: Any, family: str) -> list[dict]:
@@ -144,7 +145,7 @@ def _mean_std(values: list[float], digits: int, suffix: str = "") -> str:
 def _paper_latency_ratio(reported: list[ReportedCell], cell: ReportedCell) -> float | None:
     """The paper's own latency ratio: this row's ms over the uniform baseline row's in the same column."""
     base = [c for c in reported if (c.table, c.subtable, c.column, c.metric) == (cell.table, cell.subtable,
-            cell.column, "latency") and row_method(c.table, c.subtable, c.group, c.row)[0] == "uniform"]
+            cell.column, "latency") and row_spec(c.table, c.subtable, c.group, c.row).baseline]
     if not base or base[0].value is None or cell.value is None:
         return None
     return cell.value / base[0].value
@@ -152,17 +153,18 @@ def _paper_latency_ratio(reported: list[ReportedCell], cell: ReportedCell) -> fl
 
 def build_view(table: int, records_dir: Path | None, profile: str, tol: Tolerances = Tolerances(),
                skip_bad: bool = False, gpu: bool | None = None) -> TableView:
-    """Join the paper's cells of ``table`` with the records in ``records_dir`` (may be missing)."""
+    """Join the paper's cells of ``table`` with the records in ``records_dir`` (may be missing). ``gpu``: whether
+    the records' machines had a GPU (None: read from the records)."""
     if table not in FAMILY_OF_TABLE:
         raise ValueError(f"table={table} is not one of the paper's tables ({', '.join(map(str, FAMILY_OF_TABLE))})")
     family = FAMILY_OF_TABLE[table]
-    gpu = _gpu_available() if gpu is None else gpu
     frame, skipped = (None, [])
     if records_dir is not None and Path(records_dir).is_dir():
         try:
             frame, skipped = load_records(Path(records_dir), skip_bad=skip_bad)
         except RecordError as e:
             raise RecordError(f"{e} (pass --skip-bad to render the other records)") from e
+    gpu = _records_had_gpu(frame) if gpu is None else gpu
     records = _cell_records(frame, family)
     reported = [c for c in load_reported() if c.table == table]
     planned = {(c.subtable, c.group, c.row, c.column) for c in table_cells(table)}
@@ -171,9 +173,9 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
     for c in reported:
         key = (c.subtable, c.group, c.row, c.column)
         if key not in rows:
-            method, variant = row_method(table, c.subtable, c.group, c.row)
-            rows[key] = Row(table, c.subtable, c.group, c.row, c.column, method, variant,
-                            planned=key in planned or (c.metric == "optimization_time"
+            spec = row_spec(table, c.subtable, c.group, c.row)
+            rows[key] = Row(table, c.subtable, c.group, c.row, c.column, spec.method, spec.variant,
+                            baseline=spec.baseline, planned=key in planned or (c.metric == "optimization_time"
                                                        and key[:3] in planned_rows))
         row = rows[key]
         if c.metric == "optimization_time":  # the row's whole cost: every record of its sub-table
@@ -217,7 +219,7 @@ def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: 
         else:
             lo, hi = reported_tolerance(c.reported, tol.flops_rel)
             verdicts.append("match" if lo <= ours < hi else "outside")
-        if row.method != "uniform":
+        if not row.baseline:
             verdicts.append("meets constraint" if max(values) <= constraint["limit"] else "over constraint")
         text = format_macs(ours) if len(values) == 1 else f"{format_macs(ours)} (mean, n={len(values)})"
         return MetricCell("flops", paper, text, "; ".join(verdicts), c.value, ours, len(values))
@@ -232,7 +234,7 @@ def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: 
     # latency
     measured = [r["latency"] for r in mine if r.get("latency")]
     paper_ratio = _paper_latency_ratio(reported, c)
-    if paper_ratio is not None and row.method != "uniform":
+    if paper_ratio is not None and not row.baseline:
         paper = f"{paper} ({paper_ratio:.3f}x)"
     if not measured:
         return MetricCell("latency", paper, "", _missing(c, row, gpu), c.value)

@@ -1,7 +1,8 @@
 """Table specs: which (method, variant) each row of the paper's tables is, and which Constraint each column is.
 
-Rows and columns come from the reported data (``tables/reported/paper.csv``), in the paper's order; this
-module only adds what the paper's text implies about them:
+Rows and columns come from the reported data (``tables/reported/paper.csv``), in the paper's order; which
+method and variant each row is comes from ``tables/reported/rows.csv`` (data: a new method's rows are lines
+there). This module adds what the paper's text implies about the columns:
 
 * a FLOPs column's limit is its header in MACs (330M, 1.1G);
 * a latency column's limit is the width multiplier in its header (0.75x): the uniform *Channel* model at
@@ -13,46 +14,63 @@ module only adds what the paper's text implies about them:
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
+from pathlib import Path
 
+from repro.constraint import Constraint
 from repro.cost.flops import parse_macs
-from repro.method import Constraint
 from tables.reported import load_reported
 
 FAMILY_OF_TABLE = {1: "mobilenet_v1", 2: "mobilenet_v2", 3: "resnet50"}
 
 # (table, sub-table, group, row) -> (method, variant); None as the table means "any table"
-ROWS: dict[tuple[int | None, str | None, str, str], tuple[str, str]] = {
-    (None, None, "Uniform rescale baseline", "Channel"): ("uniform", "channel"),
-    (None, None, "Uniform rescale baseline", "Input image"): ("uniform", "input"),
-    (None, None, "Uniform rescale baseline", "Channel + Input image"): ("uniform", "channel+input"),
-    (None, None, "Uniform rescale baseline", "Baseline"): ("uniform", "channel"),
-    (None, None, "Uniform baseline", "Uniform"): ("uniform", "channel"),
-    (None, None, "State of the art", "NetAdapt"): ("netadapt", "channel"),
-    (None, None, "State of the art", "AMC"): ("amc", "channel"),
-    (None, None, "State of the art", "MetaPruning"): ("metapruning", "channel"),
-    (None, None, "Proposed method", "Channel"): ("proposed", "channel"),
-    (None, None, "Proposed method", "Channel + Input image"): ("proposed", "channel+input"),
-    (None, None, "Proposed method", "Channel + Input image + Depth"): ("proposed", "channel+input+depth"),
-    (1, "gpu_latency", "Proposed method", "Proposed method"): ("proposed", "channel+input"),
-    (None, None, "Traditional pruning", "AutoPruner (Luo & Wu, 2018)"): ("autopruner", "channel"),
-    (None, None, "Traditional pruning", "ThiNet (Luo et al., 2017)"): ("thinet", "channel"),
-    (None, None, "Traditional pruning", "CP (He et al., 2017)"): ("cp", "channel"),
-    (None, None, "Traditional pruning", "SFP (He et al., 2018a)"): ("sfp", "channel"),
-    (None, None, "AutoML-based", "MetaPruning (Liu et al., 2019)"): ("metapruning", "channel"),
-    (None, None, "Proposed", "Our method"): ("proposed", "channel+input+depth"),
-    (None, None, "Proposed", "Channel + Input image"): ("proposed", "channel+input"),
-    (None, None, "Proposed", "Channel + Input image + Depth"): ("proposed", "channel+input+depth"),
-}
-
-UNIFORM_ROWS = {(g, r): mv for (t, s, g, r), mv in ROWS.items() if mv[0] == "uniform" and t is None}
+ROWS_CSV = Path(__file__).parent / "reported" / "rows.csv"
 
 
-def row_method(table: int, subtable: str, group: str, row: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class RowSpec:
+    """Which method and variant a row of the paper's tables is (``tables/reported/rows.csv``), and whether it is
+    a *baseline* row: the uniform rows, which need not meet their column's limit (the paper's do not) and whose
+    latency is the one the paper's other rows are a ratio of."""
+
+    method: str
+    variant: str
+    baseline: bool
+
+
+def load_rows(path: Path = ROWS_CSV) -> dict[tuple[int | None, str | None, str, str], RowSpec]:
+    """(table, sub-table, group, row) -> its RowSpec; an empty table or sub-table means any."""
+    out = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            if r["baseline"] not in ("yes", "no"):
+                raise ValueError(f"{path}: row {r['group']!r} / {r['row']!r}: baseline={r['baseline']!r} must be "
+                                 f"'yes' or 'no'")
+            key = (int(r["table"]) if r["table"] else None, r["subtable"] or None, r["group"], r["row"])
+            if key in out:
+                raise ValueError(f"{path}: row {key} is listed twice")
+            out[key] = RowSpec(r["method"], r["variant"], r["baseline"] == "yes")
+    return out
+
+
+ROWS = load_rows()
+
+UNIFORM_ROWS = {(g, r): (spec.method, spec.variant) for (t, _s, g, r), spec in ROWS.items()
+                if spec.baseline and t is None}
+
+
+def row_spec(table: int, subtable: str, group: str, row: str) -> RowSpec:
     for key in ((table, subtable, group, row), (None, None, group, row)):
         if key in ROWS:
             return ROWS[key]
-    raise KeyError(f"table {table} {subtable}: no method is assigned to row {group!r} / {row!r} in tables/spec.py")
+    raise KeyError(f"table {table} {subtable}: no method is assigned to row {group!r} / {row!r} in "
+                   f"tables/reported/rows.csv")
+
+
+def row_method(table: int, subtable: str, group: str, row: str) -> tuple[str, str]:
+    spec = row_spec(table, subtable, group, row)
+    return spec.method, spec.variant
 
 
 def column_constraint(subtable: str, column: str) -> Constraint:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from repro.arch import ArchConfig
-from repro.method import Constraint
+from repro.constraint import Constraint
 from repro.profiles import load_profile
 from tests.conftest import make_tiny_data
 

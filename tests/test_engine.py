@@ -20,10 +20,14 @@ from torch import nn
 from data_prep import tiny
 from repro.arch import ArchConfig
 from repro.config import ConfigError
-from repro.method import REGISTRY, Constraint, Method, get_method, register
+from repro.constraint import Constraint
+from repro.discover import get_method
+from repro.keys import input_key
+from repro.method import Method
 from repro.models import build_model
 from repro.profiles import TrainConfig, load_profile
-from repro.results import RecordError, RunRecord, input_key, load_records, write_record
+from repro.registry import REGISTRY, register
+from repro.results import RecordError, RunRecord, load_records, write_record
 from repro.train.trainer import CHECKPOINT, TrainData, fit, recalibrate_bn, train_step
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from repro.arch import ArchConfig
+from repro.constraint import Constraint
 from repro.cost.budget import make_budget
 from repro.cost.latency import (
     LatencyConfig,
@@ -22,17 +23,15 @@ from repro.cost.latency import (
     LatencyTable,
     NotRunHere,
     UnstableMeasurement,
-    activate,
     compare_latency,
     device_id,
     layer_keys,
     measure_arch,
     open_table,
-    random_archs,
-    reference_arch,
     summarize,
 )
-from repro.method import Constraint
+from repro.reference import reference_arch
+from repro.space import random_archs
 
 QUICK = LatencySettings("cpu", warmup=1, repeats=3, max_cv=10.0)  # tests check what is recorded, not speed
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +143,7 @@ def test_layers_are_timed_in_their_networks_chain_and_present_entries_are_kept(m
     assert all(len(samples[k]) == 2 * keys.count(k) and min(samples[k]) > 0 for k in keys)  # repeated blocks too
     # a fill times the chain up to its last missing layer, and keeps the entries it had
     chains = []
-    monkeypatch.setattr(latency, "measure_chain", lambda ks, s: chains.append(list(ks)) or {k: [1.0] for k in ks})
+    monkeypatch.setattr(latency.table, "measure_chain", lambda ks, s: chains.append(list(ks)) or {k: [1.0] for k in ks})
     last = max(i for i, k in enumerate(keys) if keys.count(k) == 1 and i < len(keys) - 1)
     table = LatencyTable(settings, {k: 123.0 for k in keys if k != keys[last]})
     assert table.fill(keys) == 1
@@ -160,7 +159,7 @@ def test_layers_are_timed_in_their_networks_chain_and_present_entries_are_kept(m
 
 
 def test_the_estimate_is_the_prediction_where_nothing_is_missing_and_never_measures():
-    from repro.cost.latency import layer_class, layer_work
+    from repro.cost.latency.layers import layer_class, layer_work
 
     arch = random_archs("mobilenet_v2", 1, seed=5)[0]
     keys = list(layer_keys(arch))
@@ -230,19 +229,21 @@ def test_a_saved_table_loads_and_refuses_other_settings(tmp_path):
 
 
 def test_latency_constraints_are_against_the_same_runs_reference(tmp_path):
-    """The search's limit is the active table's prediction of the column's uniform Channel network; the
-    record compares measurements of both taken in this process."""
+    """The search's limit is the table's prediction of the column's uniform Channel network; the record
+    compares measurements of both taken in this process."""
     config = LatencyConfig(cpu=QUICK, tables=str(tmp_path))
     table = open_table(config, "cpu_latency")
     reference = reference_arch("mobilenet_v1", 0.5)
     assert reference == ArchConfig.uniform("mobilenet_v1", 0.5, rule="floor")
-    budget = make_budget("cpu_latency", 0.5, "mobilenet_v1")
+    budget = make_budget(Constraint("cpu_latency", 0.5), "mobilenet_v1", table)
     assert budget.unit == "ms" and budget.limit == table.predict(reference)
     assert budget.fits(reference) and budget.ratio(reference) == 1.0
     assert not budget.fits(reference_arch("mobilenet_v1", 1.0))
     # a new table (another run, another device) gives the budget its own reference
-    activate(LatencyTable(QUICK, {k: 2 * v for k, v in table.entries.items()}, measure_missing=False))
-    assert make_budget("cpu_latency", 0.5, "mobilenet_v1").limit == pytest.approx(2 * budget.limit)
+    other = LatencyTable(QUICK, {k: 2 * v for k, v in table.entries.items()}, measure_missing=False)
+    assert make_budget(Constraint("cpu_latency", 0.5), "mobilenet_v1", other).limit == pytest.approx(2 * budget.limit)
+    with pytest.raises(ValueError, match="a gpu_latency budget needs the cuda latency table \\(got a cpu table\\)"):
+        make_budget(Constraint("gpu_latency", 0.5), "mobilenet_v1", table)
     small = ArchConfig.uniform("mobilenet_v1", 0.25, 64)
     out = compare_latency(small, ArchConfig.uniform("mobilenet_v1", 0.5, 64), QUICK, rounds=2)
     assert out["ratio"] == pytest.approx(out["ms"] / out["reference_ms"])

@@ -19,14 +19,13 @@ import pytest
 from repro.arch import ArchConfig
 from repro.cost.latency import (
     LatencyTable,
-    grid_archs,
     layer_keys,
     measure_arch,
     predictor_error,
-    random_archs,
     timed_fill,
 )
 from repro.profiles import load_profile
+from repro.space import grid_archs, random_archs
 
 SETTINGS = load_profile("smoke").latency.cpu
 GOAL_ERROR, WORST_ERROR = 0.05, 0.10

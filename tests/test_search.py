@@ -12,8 +12,9 @@ import torch
 from conftest import make_tiny_data
 
 from repro.arch import ArchConfig
-from repro.cost.budget import Budget, make_budget
-from repro.method import Constraint, get_method
+from repro.constraint import Constraint
+from repro.cost.budget import Budget, flops_budget
+from repro.discover import get_method
 from repro.profiles import load_profile
 from repro.search.joint import HyperConfig, JointConfig, hyper_steps_of, joint_search
 from repro.search.nes import NESConfig, adapt_sigma, antithetic_gradient
@@ -124,7 +125,7 @@ def test_joint_optimizer_ends_at_the_known_constrained_optimum():
 def test_every_scored_vector_meets_the_constraint_on_a_real_space():
     """A loss that wants everything bigger presses the run against the limit all along."""
     space = SearchSpace("mobilenet_v2", "channel+input+depth")
-    budget = make_budget("flops", 150e6, "mobilenet_v2")
+    budget = flops_budget(150e6)
     problem = Planted(lambda v: -float(v @ np.linspace(1, 2, len(v))))
     cfg = JointConfig(hyper_every=1, hyper_start=0.0, hyper=HyperConfig(lr=0.1))
     out = joint_search(space, budget, cfg, 12, problem, seed=3)
@@ -152,7 +153,7 @@ def test_depth_moves_once_sigma_and_steps_fit_its_rounding(floor_steps, coarse_p
     noisier estimates take up max_step: the blocks stay (the defect measured on Table 2's depth cells). A
     sigma floor of half a rounding step and steps scaled to it remove blocks."""
     space = SearchSpace("mobilenet_v2", "channel+input+depth")
-    budget = make_budget("flops", 300e6, "mobilenet_v2")
+    budget = flops_budget(300e6)
     cfg = JointConfig(hyper_every=1, hyper_start=0.0, nes=NESConfig(floor_steps=floor_steps),
                       hyper=HyperConfig(coarse_power=coarse_power))
     out = joint_search(space, budget, cfg, 20, FewerBlocks(), seed=0, start=space.upper)
@@ -197,7 +198,7 @@ def _network_run(seed: int, rank: int = 0, steps: int = 6):
     cfg = JointConfig(hyper_every=2, hyper_start=0.0, nes=NESConfig(pairs=2))
     start = space.uniform(0.6)
     start[[i for i, n in enumerate(space.names) if n.startswith("depth")]] = 0.55  # drop blocks from the start
-    out = joint_search(space, make_budget("flops", 150e6, "mobilenet_v1"), cfg, steps, problem, seed=seed,
+    out = joint_search(space, flops_budget(150e6), cfg, steps, problem, seed=seed,
                        start=start)
     return out, problem, net
 
@@ -278,8 +279,8 @@ def test_a_proposed_cell_searches_logs_its_trajectory_and_retrains(tiny_data, tm
 def test_a_latency_cell_searches_under_the_predictor_and_measures_against_the_reference(tiny_data, tmp_path):
     """Table 2's CPU sub-table through the same pipeline: the search's budget is the table's prediction of the
     uniform Channel reference at the column's width; the record holds both networks measured in this run."""
-    from repro.cost.latency import reference_arch
     from repro.pipeline import prepare_data, run_cell
+    from repro.reference import reference_arch
 
     quick = ["latency.cpu.repeats=3", "latency.cpu.warmup=1", "latency.cpu.max_cv=10", f"latency.tables={tmp_path}"]
     profile = load_profile("smoke", [f"data.path={tiny_data}", "train.epochs=2", "train.batch_size=16",
@@ -319,7 +320,7 @@ def test_joint_state_resumes_exactly():
     import copy
 
     space = SearchSpace("mobilenet_v1", "channel+input")
-    budget = make_budget("flops", 150e6, "mobilenet_v1")
+    budget = flops_budget(150e6)
     cfg = JointConfig(hyper_every=1, hyper_start=0.0)
 
     def loss(v):
@@ -342,9 +343,9 @@ def test_joint_state_resumes_exactly():
     assert resumed.trajectory == full.trajectory and resumed.scored_costs == full.scored_costs
 
 
-def test_an_interrupted_search_resumes_to_the_same_architecture(tiny_data, tmp_path):
-    from repro.pipeline import Context, prepare_data
-    from repro.search.proposed import SearchInterrupted
+def test_an_interrupted_search_resumes_to_the_same_architecture(tiny_data, tmp_path, monkeypatch):
+    import repro.train.trainer as trainer
+    from repro.pipeline import prepare_data, search
 
     profile = load_profile("smoke", [f"data.path={tiny_data}", "train.epochs=2", "train.batch_size=16",
                                      "train.lr_reference_batch=16", "methods.proposed.score_batch_size=16",
@@ -353,17 +354,32 @@ def test_an_interrupted_search_resumes_to_the_same_architecture(tiny_data, tmp_p
     data = prepare_data(profile, log=lambda s: None)
     method, limit = get_method("proposed"), Constraint("flops", 150e6)
 
-    def search(results, **extra):
-        ctx = Context(profile, 0, data, results, log=lambda s: None, quiet=True, extra=extra)
-        return method.search("mobilenet_v1", "channel+input", limit, ctx)
+    def run(results):
+        return search(method, "channel+input", "mobilenet_v1", limit, profile, 0, data, results, log=lambda s: None,
+                      quiet=True)
 
-    whole = search(tmp_path / "whole")
-    with pytest.raises(SearchInterrupted):
-        search(tmp_path / "cut", stop_after_steps=6)  # after the first NES steps (they start at half: 5)
-    resumed = search(tmp_path / "cut")
+    whole = run(tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    save_state = trainer.save_state
+
+    def save_then_die(path, parts, **extra):  # the process dies after the checkpoint past the first NES steps
+        save_state(path, parts, **extra)
+        if extra["joint"].next_step >= 6:
+            raise Killed
+
+    monkeypatch.setattr(trainer, "save_state", save_then_die)
+    with pytest.raises(Killed):
+        run(tmp_path / "cut")
+    monkeypatch.setattr(trainer, "save_state", save_state)
+    resumed = run(tmp_path / "cut")
     assert resumed.info["resumed_at_step"] > 0
     assert resumed.arch == whole.arch and resumed.info["vector"] == whole.info["vector"]
     assert resumed.info["last_loss"] == whole.info["last_loss"]
+    again = run(tmp_path / "cut")  # a finished search is read back, not run again
+    assert again.arch == resumed.arch and again.seconds == resumed.seconds
 
 
 def test_run_table_can_run_one_methods_rows_and_names_a_wrong_one(tmp_path):
@@ -375,7 +391,7 @@ def test_run_table_can_run_one_methods_rows_and_names_a_wrong_one(tmp_path):
 
 def _key_inputs():
     """A prepared data set's identity (no files behind it) and a constraint: enough to compute cell keys."""
-    from repro.pipeline import PreparedData
+    from repro.dataset import PreparedData
 
     manifest = {"classes": ["a", "b"], "base_resolution": 32, "listing_sha256": {"train": "x"},
                 "betons": {"train": {"quick_sha256": "y"}}, "split": {"seed": 0, "per_class": 1}}

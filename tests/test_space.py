@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from repro.arch import FAMILIES, ArchConfig
+from repro.constraint import Constraint
 from repro.cost.budget import flops_budget, make_budget
 from repro.cost.flops import count_macs
 from repro.space import VARIANTS, InfeasibleConstraint, SearchSpace, SpaceConfig, largest_uniform, project
@@ -70,7 +71,7 @@ def test_mapping_is_deterministic_valid_and_monotone(family, variant):
 def test_projection_meets_every_limit_on_random_vectors(family, variant):
     space = SearchSpace(family, variant)
     for limit in LIMITS[family]:
-        budget = make_budget("flops", limit, family)
+        budget = flops_budget(limit)
         for v in _random_vectors(space, 15, seed=int(limit) % 97):
             p = project(space, budget, v)
             assert budget.cost(space.decode(p)) <= limit
@@ -106,7 +107,7 @@ def test_projection_of_a_linear_cost_is_euclidean():
 def test_largest_uniform_start_fits_and_is_tight(family):
     space = SearchSpace(family, "channel")
     for limit in LIMITS[family]:
-        budget = make_budget("flops", limit, family)
+        budget = flops_budget(limit)
         v = largest_uniform(space, budget)
         assert budget.fits(space.decode(v))
         assert not budget.fits(space.decode(space.uniform(v[0] + 0.02)))
@@ -116,18 +117,18 @@ def test_infeasible_limit_and_bad_settings_are_named():
     space = SearchSpace("mobilenet_v1", "channel")
     smallest = count_macs(space.decode(space.lower))
     with pytest.raises(InfeasibleConstraint, match="smallest architecture costs"):
-        project(space, make_budget("flops", smallest - 1, "mobilenet_v1"), space.upper)
+        project(space, flops_budget(smallest - 1), space.upper)
     with pytest.raises(ValueError, match="min_width_ratio"):
         SpaceConfig(min_width_ratio=0)
     with pytest.raises(ValueError, match="variant='depth'"):
         SearchSpace("mobilenet_v1", "depth")
-    with pytest.raises(RuntimeError, match="no latency table is active for cuda"):
-        make_budget("gpu_latency", 0.5, "mobilenet_v1")
+    with pytest.raises(ValueError, match="a gpu_latency budget needs the cuda latency table \\(got none\\)"):
+        make_budget(Constraint("gpu_latency", 0.5), "mobilenet_v1")
 
 
 def test_fill_moves_vectors_onto_the_budgets_boundary():
     space = SearchSpace("mobilenet_v1", "channel+input")
-    budget = make_budget("flops", 150e6, "mobilenet_v1")
+    budget = flops_budget(150e6)
     ratios = [budget.ratio(space.decode(project(space, budget, v, fill=0.97))) for v in _random_vectors(space, 30)]
     assert max(ratios) <= 1 and np.median(ratios) >= 0.97
     small = space.uniform(0.3)  # 25.6M
@@ -138,7 +139,7 @@ def test_fill_moves_vectors_onto_the_budgets_boundary():
 def test_projection_holds_depths_while_widths_can_meet_the_budget():
     """Depth moves only through search steps (see ``project``): widths and resolution absorb the budget."""
     space = SearchSpace("mobilenet_v2", "channel+input+depth")
-    budget = make_budget("flops", 150e6, "mobilenet_v2")
+    budget = flops_budget(150e6)
     held = space.held
     assert held.sum() == 5 and not held[:-5].any()
     for v in _random_vectors(space, 20):
@@ -147,7 +148,7 @@ def test_projection_holds_depths_while_widths_can_meet_the_budget():
             assert budget.fits(space.decode(p))
             np.testing.assert_array_equal(p[held], space.clip(v)[held])
     # when widths and resolution at their least cannot meet it, the depths give way
-    tight = make_budget("flops", budget.cost(space.decode(space.lower)) * 1.01, "mobilenet_v2")
+    tight = flops_budget(budget.cost(space.decode(space.lower)) * 1.01)
     p = project(space, tight, space.upper)
     assert tight.fits(space.decode(p)) and (p[held] < 1).any()
 

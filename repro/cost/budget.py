@@ -1,18 +1,26 @@
 """A constraint as the searches see it: a cost function of an architecture and a limit in the same unit.
 
-``make_budget(kind, limit, family)`` is the one place where a constraint kind becomes a cost function.
+``make_budget(constraint, family, table)`` is the one place where a constraint becomes a cost function.
 ``flops`` counts exact conv + linear MACs at ImageNet geometry (``repro.cost.flops.count_macs``, the
-analytic counter: tens of thousands of architectures a second). ``cpu_latency`` / ``gpu_latency`` turn the
-reference width multiplier into milliseconds with the device's latency table (``repro.cost.latency``; the
-pipeline opens and activates it). ``register_cost_model`` plugs in another model for a kind.
+analytic counter: tens of thousands of architectures a second). ``cpu_latency`` / ``gpu_latency`` predict
+milliseconds with the device's latency table (``repro.cost.latency.LatencyTable``, passed in: the pipeline
+opens it for the cell), the limit being the prediction for the column's reference network
+(``repro.reference.reference_arch``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from repro.arch import ArchConfig
+from repro.constraint import Constraint
+from repro.cost.flops import count_macs
+from repro.reference import reference_arch
+
+if TYPE_CHECKING:
+    from repro.cost.latency import LatencyTable
 
 
 @dataclass(frozen=True)
@@ -50,38 +58,30 @@ class Budget:
         return f"{value:,.0f} {self.unit}" if self.unit == "MACs" else f"{value:.3f} {self.unit}"
 
 
-def flops_budget(limit: float, family: str | None = None) -> Budget:
-    from repro.cost.flops import count_macs
-
+def flops_budget(limit: float) -> Budget:
+    """At most ``limit`` MACs (exact count, ImageNet geometry)."""
     return Budget(lambda arch: float(count_macs(arch.with_imagenet_geometry())), float(limit), "MACs")
 
 
-def _latency_model(device: str) -> Callable[[float, str], Budget]:
-    def factory(limit: float, family: str) -> Budget:
-        from repro.cost.latency import latency_budget
-
-        return latency_budget(device, limit, family)
-
-    factory.__qualname__ = f"latency_budget[{device}]"
-    return factory
-
-
-# latency kinds: ``limit`` is the reference's width multiplier; the cost is the active table's prediction (ms)
-COST_MODELS: dict[str, Callable[[float, str], Budget]] = {
-    "flops": flops_budget, "cpu_latency": _latency_model("cpu"), "gpu_latency": _latency_model("cuda")}
+def latency_budget(table: LatencyTable, reference: ArchConfig) -> Budget:
+    """The search budget of a latency column: predicted latency (ms) at most the reference's prediction, both
+    from ``table`` (the same table, so the same run and device)."""
+    limit = table.predict(reference)
+    if table.path is not None:
+        table.save()  # the limit's entries on disk before the search uses them (a resumed search reads them)
+    # the projection's direction from MACs: central differences of the prediction in every coordinate would
+    # measure ~2 new layer shapes per coordinate per projection (4,543 layers in a 2-epoch test search)
+    return Budget(lambda arch: table.predict(arch.with_imagenet_geometry()), limit, "ms",
+                  direction_cost=lambda arch: float(count_macs(arch.with_imagenet_geometry())),
+                  estimate=lambda arch: table.estimate(arch.with_imagenet_geometry()))
 
 
-def register_cost_model(kind: str, factory: Callable[[float, str], Budget], replace: bool = False) -> None:
-    """Plug in a cost model for a constraint kind; a second model for the same kind is refused unless
-    ``replace``."""
-    if kind in COST_MODELS and COST_MODELS[kind] is not factory and not replace:
-        raise ValueError(f"a cost model for {kind!r} is registered already ({COST_MODELS[kind].__module__}."
-                         f"{COST_MODELS[kind].__qualname__}); pass replace=True to swap it")
-    COST_MODELS[kind] = factory
-
-
-def make_budget(kind: str, limit: float, family: str) -> Budget:
-    if kind not in COST_MODELS:
-        raise ValueError(f"no cost model for constraint kind {kind!r} (repro.cost.budget.register_cost_model); "
-                         f"available: {', '.join(COST_MODELS)}")
-    return COST_MODELS[kind](limit, family)
+def make_budget(constraint: Constraint, family: str, table: LatencyTable | None = None) -> Budget:
+    """The budget of ``constraint`` for ``family``; a latency constraint needs its device's ``table``."""
+    if not constraint.is_latency:
+        return flops_budget(constraint.limit)
+    if table is None or table.settings.device != constraint.device:
+        have = "none" if table is None else f"a {table.settings.device} table"
+        raise ValueError(f"a {constraint.kind} budget needs the {constraint.device} latency table (got {have}): "
+                         f"open it with repro.cost.latency.open_table(profile.latency, {constraint.kind!r})")
+    return latency_budget(table, reference_arch(family, constraint.limit))

@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,12 +38,14 @@ from torch import nn
 
 from repro.arch import ArchConfig
 from repro.config import to_mapping
-from repro.cost.budget import make_budget
-from repro.method import Constraint, Method, SearchResult, register
-from repro.search.joint import JointConfig, joint_search, plot_trajectory, write_trajectory
+from repro.cost.budget import Budget
+from repro.method import Context, Method, SearchResult
+from repro.profiles import TrainConfig
+from repro.registry import register
+from repro.search.joint import JointConfig, SearchOutcome, joint_search, plot_trajectory, write_trajectory
 from repro.space import VARIANTS, SearchSpace, SpaceConfig
 
-SEARCHES, CHECKPOINT = "searches", "checkpoint.pt"
+CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -136,53 +136,27 @@ def _cycle(loader, skip: int = 0):
             yield batch
 
 
-class SearchInterrupted(RuntimeError):
-    """Raised after a checkpoint when ``ctx.extra["stop_after_steps"]`` says so (the resume tests)."""
-
-
 @register
-class Proposed(Method):
+class Proposed(Method[ProposedConfig]):
     name = "proposed"
     variants = VARIANTS
     retrain = "scratch"
     config_type = ProposedConfig
     constraint_kinds = ("flops", "gpu_latency", "cpu_latency")
+    distributed = True  # the joint run is data-parallel under torchrun
 
-    def search(self, family: str, variant: str, constraint: Constraint, ctx: Any) -> SearchResult:
-        self.check(variant)
-        cfg = proposed_config(ctx.profile.methods, family)
-        budget = make_budget(constraint.kind, constraint.limit, family)
-        space = SearchSpace(family, variant, cfg.space, num_classes=ctx.data.num_classes)
-        recipe = ctx.profile.train_for(family)
-        from repro.results import input_key
-
-        latency = None
-        if constraint.kind != "flops":  # the budget is the device's table: its settings and device name
-            from repro.cost.latency import device_key
-
-            latency = device_key(ctx.profile.latency.settings_for(constraint.kind))
-        key = input_key(kind="search", method=self.name, variant=variant, family=family,
-                        constraint=constraint.to_dict(), config=to_mapping(cfg), recipe=to_mapping(recipe),
-                        data=ctx.data.identity(), seed=ctx.seed, **({"latency": latency} if latency else {}))
-        folder = Path(ctx.results) / SEARCHES / key
-        done = folder / "result.json"
-        seconds = None
-        if done.is_file():  # a finished search is an artifact: a cell rerun (e.g. to measure again) reuses it
-            summary = json.loads(done.read_text())
-            arch = ArchConfig.from_dict(summary["arch"])
-            seconds = float(summary["seconds"])  # the record keeps the search's own time, not the reuse's
-            ctx.log(f"search already done: {done} ({seconds:.0f} s when it ran)")
-        else:
-            outcome, summary = run_search(space, budget, cfg, recipe, ctx, folder)
-            arch = outcome.arch
-        info = {"key": key, "folder": str(folder.relative_to(ctx.results)), "config": to_mapping(cfg),
-                **{k: v for k, v in summary.items() if k != "arch"}}
-        return SearchResult(arch.with_imagenet_geometry(), info=info, seconds=seconds)
+    def search(self, ctx: Context[ProposedConfig]) -> SearchResult:
+        cfg = ctx.config
+        space = SearchSpace(ctx.family, ctx.variant, cfg.space, num_classes=ctx.data.num_classes)
+        outcome, summary = run_search(space, ctx.budget, cfg, ctx.recipe, ctx)
+        info = {"config": to_mapping(cfg), **{k: v for k, v in summary.items() if k != "arch"}}
+        return SearchResult(outcome.arch.with_imagenet_geometry(), info=info, seconds=summary["seconds"])
 
 
-def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any, folder: Path):
-    """Build the network, loaders and optimizer, run ``joint_search``, write the trajectory, its plot and a
-    summary (``result.json``); return the outcome and the summary."""
+def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: TrainConfig,
+               ctx: Context[ProposedConfig]) -> tuple[SearchOutcome, dict[str, Any]]:
+    """Build the network, loaders and optimizer, run ``joint_search`` (resuming from the search's checkpoint),
+    write the trajectory and its plot into the search's folder; return the outcome and a summary."""
     from tqdm import tqdm
 
     from repro.data import Normalize, make_loader
@@ -235,7 +209,7 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
     parts = {"supernet": supernet, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     normalize = Normalize(channels_last=channels_last).to(device)
     main = is_main()
-    ckpt, state = folder / CHECKPOINT, None
+    ckpt, state = ctx.store.folder / CHECKPOINT, None
     if ckpt.is_file():
         saved = load_state(ckpt, device, parts)
         if (saved.get("world"), saved.get("total")) != (world, total):
@@ -249,18 +223,14 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
                              _cycle(train_loader, 0 if state is None else state.next_step),
                              _cycle(score_loader, 0 if state is None else state.done_hyper), normalize,
                              lambda a: data_resolution(a.resolution, base), recipe.label_smoothing, dtype, device)
-    stop_after = ctx.extra.get("stop_after_steps")
     earlier = 0.0 if state is None else saved["seconds"]  # time spent before the interruption
     start = time.perf_counter()
 
     def save(st) -> None:
         if main:
-            folder.mkdir(parents=True, exist_ok=True)
-            save_state(ckpt, parts, joint=st, world=world, total=total,
+            save_state(ctx.store.path(CHECKPOINT), parts, joint=st, world=world, total=total,
                        seconds=earlier + time.perf_counter() - start)
         barrier()
-        if stop_after is not None and st.next_step >= stop_after:
-            raise SearchInterrupted(f"stopped after {st.next_step} weight steps (checkpoint {ckpt})")
     if main:
         ctx.log(f"proposed {space.variant} search on {space.family}: {space.dim} coordinates, {total} weight steps "
                 f"({cfg.epochs_fraction:g} x {recipe.epochs} epochs of sub-train), limit "
@@ -285,15 +255,11 @@ def run_search(space: SearchSpace, budget, cfg: ProposedConfig, recipe, ctx: Any
                "first_loss": trajectory[0]["loss"] if trajectory else None,
                "last_loss": trajectory[-1]["loss"] if trajectory else None}
     if main:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_trajectory(folder / "trajectory.jsonl", trajectory, space.names)
+        write_trajectory(ctx.store.path("trajectory.jsonl"), trajectory, space.names)
         if trajectory:
-            plot_trajectory(folder / "trajectory.png", trajectory, space.names,
+            plot_trajectory(ctx.store.path("trajectory.png"), trajectory, space.names,
                             f"proposed {space.variant}, {space.family}, limit {budget.format(budget.limit)}")
-        from repro.atomic import atomic_write_bytes
-
-        atomic_write_bytes(folder / "result.json", json.dumps(summary, indent=1).encode())
-        ckpt.unlink(missing_ok=True)  # the search is done; its record and trajectory remain
+        ckpt.unlink(missing_ok=True)  # the search is done; its result (written by the pipeline) and trajectory remain
     barrier()
     return outcome, summary
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from repro.data import Normalize, make_loader, resize_batch
+from repro.method import Context
 from repro.profiles import TrainConfig
 from repro.train.loop import evaluate_sums
 from repro.train.trainer import (
@@ -28,6 +29,7 @@ from repro.train.trainer import (
     make_optimizer,
     make_precision,
     recalibrate_bn,
+    resolve_device,
     train_step,
     use_channels_last,
 )
@@ -57,6 +59,16 @@ class SubsetData:
                                     indices=order, num_workers=workers, reuse=True)
         cl = use_channels_last(channels_last)
         return cls(train, evaluation, Normalize(channels_last=cl).to(device), device, base_resolution, cl)
+
+    @classmethod
+    def for_search(cls, ctx: Context, batch_size: int | None = None) -> SubsetData:
+        """The loaders a search uses: the context's data and seed, the family's recipe (its batch size unless
+        ``batch_size``), the context's device (or the best one here)."""
+        recipe = ctx.recipe
+        return cls.open(ctx.data.folder, ctx.data.sub_train, ctx.data.sub_eval, ctx.data.base_resolution,
+                        batch_size or recipe.batch_size, recipe.eval_batch_size, ctx.seed,
+                        ctx.device or resolve_device(), ctx.profile.data.workers, recipe.crop_scale,
+                        recipe.channels_last)
 
     def resolution(self, arch_resolution: int) -> int:
         return data_resolution(arch_resolution, self.base_resolution)

@@ -1,4 +1,5 @@
-"""What the reconstruction-based pruning baselines share (ThiNet, CP; AMC's refit): which channels a ResNet
+"""What the pruning baselines share (ThiNet, CP, SFP, AutoPruner; AMC's refit), kept in the trainer's layer so that
+no baseline imports another: which channels a ResNet
 bottleneck prunes and in which order, the keep ratio that meets a budget, samples of a layer's input patches
 and output at random positions, and least squares.
 
@@ -11,14 +12,22 @@ split per input channel, says how much each channel contributes to that output.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from repro.arch import ArchConfig
+from repro.data import resize_batch
+from repro.method import Context, SearchResult, TrainedNetwork
+from repro.models import build_model
+from repro.models.prune import consumers, select_channels
+from repro.train.subsets import SubsetData, finetune
+from repro.train.trainer import save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,6 @@ class LayerwiseConfig:
 def bottleneck_steps(arch: ArchConfig) -> list[tuple[int, str]]:
     """(width slot, name of the weight that reads it) for conv1 then conv2 of each bottleneck, in network order
     (ResNet-50 only)."""
-    from repro.models.prune import consumers
-
     if arch.family != "resnet50":
         raise ValueError(f"bottleneck pruning is defined for resnet50, not {arch.family!r}")
     spec = arch.spec
@@ -128,8 +135,6 @@ def collect(pairs: Sequence[tuple[torch.nn.Module, str]], data, resolution: int,
     output positions per image. With two pairs
     (a pruned network and the original), CP pairs the pruned network's inputs with the original's outputs.
     The convolutions must have the same output size (the networks differ in channels only)."""
-    from repro.data import resize_batch
-
     gen = torch.Generator().manual_seed(seed)
     found: list[dict[str, list[torch.Tensor]]] = [{"p": [], "y": []} for _ in pairs]
     current: dict[str, torch.Tensor] = {}
@@ -187,76 +192,40 @@ def least_squares(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None = 
 
 @dataclass
 class PruningSearch:
-    """What a pruning search of a trained ResNet-50 starts from and where it keeps its files (ThiNet, CP, SFP,
-    AutoPruner): the budget, the shared reference network, the search's key and folder, the slots it prunes and
-    the one keep ratio that meets the budget. ``cached`` is the finished search when its result is on disk;
-    otherwise the folder exists, for the method's checkpoints (``state_path``)."""
+    """What a pruning search of a trained ResNet-50 starts from (ThiNet, CP, SFP, AutoPruner): the shared
+    reference network, the slots it prunes and the one keep ratio that meets the budget. Its checkpoints
+    live in the context's search folder (``state_path``)."""
 
     title: str  # "thinet resnet50 2G", the head of the search's log line
-    log: Any
-    budget: Any
-    reference: Any
-    ref_record: Any
-    key: str
-    folder: Any
+    ctx: Context
+    reference: TrainedNetwork
     arch0: ArchConfig
     slots: list[int]
     ratio: float
     goal: ArchConfig
-    cached: Any = None
 
     @property
-    def state_path(self):
-        return self.folder / "state.pt"
+    def state_path(self) -> Path:
+        return self.ctx.store.folder / "state.pt"
 
     @classmethod
-    def open(cls, method: str, family: str, constraint, cfg, ctx, skip: Sequence[int] = (),
-             what: str = "") -> PruningSearch:
-        from pathlib import Path
-
-        from repro.config import to_mapping
-        from repro.cost.budget import make_budget
-        from repro.method import SearchResult
-        from repro.results import input_key
-
-        budget = make_budget(constraint.kind, constraint.limit, family)
-        reference, ref_record = ctx.reference(family)
-        key = input_key(kind="search", method=method, family=family, constraint=constraint.to_dict(),
-                        config=to_mapping(cfg), reference=ref_record.key, seed=ctx.seed)
-        folder = Path(ctx.results) / "searches" / key
-        arch0 = ArchConfig.canonical(family)
+    def open(cls, ctx: Context, method: str, skip: Sequence[int] = ()) -> PruningSearch:
+        reference = ctx.reference()
+        arch0 = ArchConfig.canonical(ctx.family)
         slots = [s for s, _ in bottleneck_steps(arch0) if s not in skip]
-        ratio, goal = ratio_for_budget(arch0, slots, budget.cost, budget.limit)
-        cached = None
-        if (folder / "result.pt").is_file():
-            st = torch.load(folder / "result.pt", map_location="cpu", weights_only=False)
-            cached = SearchResult(ArchConfig.from_dict(st["info"]["arch"]), weights=st["state"], info=st["info"],
-                                  seconds=st["info"]["seconds"])
-        else:
-            from repro.distributed import require_single_process
+        ratio, goal = ratio_for_budget(arch0, slots, ctx.budget.cost, ctx.budget.limit)
+        ctx.store.folder.mkdir(parents=True, exist_ok=True)
+        return cls(f"{method} {ctx.family} {ctx.constraint.label()}", ctx, reference, arch0, slots, ratio, goal)
 
-            require_single_process(what or f"{method}'s pruning")
-            folder.mkdir(parents=True, exist_ok=True)
-        return cls(f"{method} {family} {constraint.label()}", ctx.log, budget, reference, ref_record, key, folder,
-                   arch0, slots, ratio, goal, cached)
-
-    def finish(self, arch: ArchConfig, state: dict, seconds: float, done: str, **extra: Any):
-        """Write the result (weights and info; ``result.json`` for people), drop the checkpoint, log the keep
-        ratio, the cost and ``done`` (what the search did), and return the ``SearchResult``."""
-        import json
-
-        from repro.atomic import atomic_write_text
-        from repro.method import SearchResult
-        from repro.train.trainer import save_checkpoint
-
-        cost = self.budget.cost(arch)
-        info = {"key": self.key, "keep_ratio": self.ratio, "cost": cost, "limit": self.budget.limit,
-                "reference": self.ref_record.key, "seconds": seconds, **extra,
-                "arch": arch.with_imagenet_geometry().to_dict()}
-        save_checkpoint(self.folder / "result.pt", info=info, state=state)
-        atomic_write_text(self.folder / "result.json", json.dumps(info, indent=1))
+    def finish(self, arch: ArchConfig, state: dict, seconds: float, done: str, **extra: Any) -> SearchResult:
+        """Drop the checkpoint, log the keep ratio, the cost and ``done`` (what the search did), and return the
+        ``SearchResult`` (the pipeline writes it)."""
+        budget = self.ctx.budget
+        cost = budget.cost(arch)
+        info = {"keep_ratio": self.ratio, "cost": cost, "limit": budget.limit, "reference": self.reference.key,
+                "seconds": seconds, **extra, "arch": arch.with_imagenet_geometry().to_dict()}
         self.state_path.unlink(missing_ok=True)
-        self.log(f"{self.title}: keep ratio {self.ratio:.3f}, {self.budget.format(cost)}, {done}")
+        self.ctx.log(f"{self.title}: keep ratio {self.ratio:.3f}, {budget.format(cost)}, {done}")
         return SearchResult(arch.with_imagenet_geometry(), weights=state, info=info, seconds=seconds)
 
 
@@ -276,7 +245,7 @@ class LayerChoice:
     error_after: float  # the same after the method's refit
 
 
-def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, target: str):
+def prune_layerwise(method: str, ctx: Context, choose: Callable[..., LayerChoice], target: str) -> SearchResult:
     """Prune a trained network's bottleneck slots one after another, in network order, to the widths of the
     one keep ratio that meets the budget (``ratio_for_budget``); returns a ``SearchResult`` with the pruned
     network's weights (the pipeline fine-tunes them).
@@ -289,17 +258,9 @@ def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, targ
     slots, ``cfg.block_finetune_epochs`` epochs of sub-train at a constant ``cfg.block_finetune_lr`` (ThiNet's
     fine-tune per block; 0 for none, as CP). The search state is checkpointed after every bottleneck, so an
     interrupted search resumes at the next one."""
-    import time
-
-    from repro.models import build_model
-    from repro.models.prune import select_channels
-    from repro.train.subsets import finetune
-    from repro.train.trainer import save_checkpoint
-
-    search = PruningSearch.open(method, family, constraint, cfg, ctx)
-    if search.cached is not None:
-        return search.cached
-    reference, arch0, goal, saved = search.reference, search.arch0, search.goal, search.state_path
+    search = PruningSearch.open(ctx, method)
+    family, constraint, cfg = ctx.family, ctx.constraint, ctx.config
+    reference, arch0, goal, saved = search.reference.model, search.arch0, search.goal, search.state_path
     steps = bottleneck_steps(arch0)
     num_classes = ctx.data.num_classes
     if saved.is_file():
@@ -309,8 +270,8 @@ def prune_layerwise(method: str, family: str, constraint, cfg, ctx, choose, targ
         st = {"done": 0, "arch": arch0.to_dict(), "state": {k: v.detach().cpu() for k, v in
                                                             reference.state_dict().items()},
               "layers": [], "seconds": 0.0}
-    data = ctx.subsets(family)
-    recipe = ctx.profile.train_for(family)
+    data = SubsetData.for_search(ctx)
+    recipe = ctx.recipe
     original = data.prepare(reference).eval() if target == "original" else None
     resolution = data.resolution(arch0.resolution)
     start = time.perf_counter()
