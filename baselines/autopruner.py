@@ -192,24 +192,18 @@ class AutoPruner(Method[AutoPrunerConfig]):
         from repro.data import resize_batch
         from repro.models import build_model
         from repro.models.prune import producers, select_channels
-        from repro.train.trainer import build_scheduler, make_optimizer, make_precision, save_checkpoint
+        from repro.train.trainer import build_scheduler, make_optimizer, make_precision
 
         family, cfg = ctx.family, ctx.config
         last = family_spec(family).blocks[-1]
         search = PruningSearch.open(ctx, self.name, skip=(last.slot("conv1"), last.slot("conv2")))
-        arch0, slots, ratio, goal, saved = search.arch0, search.slots, search.ratio, search.goal, search.state_path
+        arch0, slots, ratio, goal = search.arch0, search.slots, search.ratio, search.goal
         spec = arch0.spec
         recipe = ctx.profile.train_for(family, cfg.gate_train, f"methods.{self.name}.gate_train")
         data = SubsetData.for_search(ctx, recipe.batch_size)
         resolution = data.resolution(arch0.resolution)
         num_classes = ctx.data.num_classes
-        if saved.is_file():
-            st = torch.load(saved, map_location="cpu", weights_only=False)
-            ctx.log(f"autopruner: resumed after stage {st['stage']} ({saved})")
-        else:
-            st = {"stage": 0, "arch": arch0.to_dict(), "state": {k: v.detach().cpu() for k, v in
-                                                                 search.reference.model.state_dict().items()},
-                  "history": [], "seconds": 0.0}
+        st = search.resume("after stage {stage}", stage=0, history=[])
         dtype, scaler = make_precision(recipe, data.device)
         steps = max(1, round(cfg.stage_epochs * len(data.train_loader)))
         start = time.perf_counter()
@@ -247,7 +241,7 @@ class AutoPruner(Method[AutoPrunerConfig]):
             st.update(stage=stage + 1, arch=arch.to_dict(), state=state)
             st["seconds"] += time.perf_counter() - start
             start = time.perf_counter()
-            save_checkpoint(saved, **st)
+            search.checkpoint(st)
         return search.finish(ArchConfig.from_dict(st["arch"]), st["state"], st["seconds"],
                              f"{len(spec.max_depths)} stages x {steps} steps in {st['seconds']:.0f} s",
                              stages=st["history"])

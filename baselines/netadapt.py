@@ -143,7 +143,7 @@ class NetAdapt(Method[NetAdaptConfig]):
     def search(self, ctx: Context[NetAdaptConfig]) -> SearchResult:
         from repro.models import build_model
         from repro.train.subsets import finetune
-        from repro.train.trainer import save_checkpoint
+        from repro.train.trainer import rng_state, save_checkpoint, set_rng_state
 
         family, cfg, budget = ctx.family, ctx.config, ctx.budget
         reference = ctx.reference()
@@ -152,14 +152,17 @@ class NetAdapt(Method[NetAdaptConfig]):
         num_classes = ctx.data.num_classes
         if saved.is_file():
             st = torch.load(saved, map_location="cpu", weights_only=False)
+            set_rng_state(st.pop("rng"))  # the proposals' networks are built (initialized) from the global RNG
             ctx.log(f"netadapt: resumed at iteration {st['iteration']} ({saved})")
         else:
             arch0 = ArchConfig.canonical(family)
             st = {"iteration": 0, "arch": arch0.to_dict(), "state": reference.model.state_dict(), "history": [],
-                  "r0": budget.cost(arch0), "seconds": 0.0, "done": False}
+                  "r0": budget.cost(arch0), "seconds": 0.0, "done": False, "consumed": 0}
         start = time.perf_counter()
         data = SubsetData.for_search(ctx)
-        batches = data.train_batches(st["iteration"] * cfg.short_steps)
+        # every proposal fine-tunes on the next short_steps batches of one stream: a resumed search skips what
+        # the interrupted one drew
+        batches = data.train_batches(st["consumed"])
         r0 = st["r0"]
         while not st["done"]:
             arch = ArchConfig.from_dict(st["arch"])
@@ -178,6 +181,7 @@ class NetAdapt(Method[NetAdaptConfig]):
                 model.load_state_dict(new_state)
                 model = data.prepare(model)
                 loss = finetune(model, data, batches, cfg.short_steps, recipe, new_arch.resolution, cfg.short_lr)
+                st["consumed"] += cfg.short_steps
                 top1 = data.evaluate(model, new_arch.resolution, cfg.eval_batches)["top1"]
                 return top1, {k: v.cpu() for k, v in model.state_dict().items()}, loss
 
@@ -192,7 +196,7 @@ class NetAdapt(Method[NetAdaptConfig]):
                                   "proposals": proposals})
             st["seconds"] += time.perf_counter() - start
             start = time.perf_counter()
-            save_checkpoint(ctx.store.path(STATE), **st)
+            save_checkpoint(ctx.store.path(STATE), **st, rng=rng_state())
             ctx.log(f"netadapt {family} iteration {i}: target {budget.format(target)}, kept "
                     f"{max(proposals, key=lambda p: p['top1'])['layer']} -> {budget.format(budget.cost(new_arch))}, "
                     f"sub-eval top-1 {top1:.3f}")

@@ -51,6 +51,7 @@ from repro.method import (
 from repro.profiles import Profile
 from repro.reference import reference_arch
 from repro.results import RunRecord, find_record, write_record
+from repro.train.trainer import seed_everything
 
 RECORDS, CHECKPOINTS, WEIGHTS, SEARCHES = "records", "checkpoints", "weights", "searches"
 
@@ -209,7 +210,8 @@ def search(method: Method, variant: str, family: str, constraint: Constraint, pr
            log: Callable[[str], None] = print, quiet: bool = False) -> SearchResult:
     """A method's search for one cell, done once: the search's key names every input; a finished search's
     result is returned as it was (with the time it took then); otherwise the method runs (in one process
-    unless it is ``distributed``), timed, and its result is written under ``<results>/searches/<key>/``."""
+    unless it is ``distributed``), with every random generator seeded from ``seed``, timed, and its result is
+    written under ``<results>/searches/<key>/``."""
     cfg = method.config(profile.methods, family)
     latency = device_key(profile.latency.settings_for(constraint.kind)) if constraint.is_latency else None
     key = search_key(method.name, variant, family, constraint, to_mapping(cfg), profile, seed, data, latency)
@@ -221,6 +223,7 @@ def search(method: Method, variant: str, family: str, constraint: Constraint, pr
     if not method.distributed:
         require_single_process(f"{method.name}'s search")
     budget = make_budget(constraint, family, table)
+    seed_everything(seed)  # a search's random draws follow from its seed, not from what ran before it here
     ctx = Context(family, variant, constraint, cfg, budget, store, profile, seed, data,
                   PipelineShared(profile, seed, data, results, device, log), results, device, log, quiet)
     start = time.perf_counter()

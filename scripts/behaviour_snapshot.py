@@ -25,18 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SMALL = [
-    "train.epochs=1", "train.batch_size=32", "train.lr_reference_batch=32",
-    "methods.metapruning.pruningnet_epochs=1", "methods.metapruning.recalibration_batches=1",
-    "methods.metapruning.evolution={population: 4, iterations: 2, mutations: 1, crossovers: 1, parents: 2, "
-    "keep: 4}",
-    "methods.netadapt.short_steps=1", "methods.netadapt.init_reduction=0.1",
-    "methods.amc.warmup_episodes=2", "methods.amc.train_episodes=2", "methods.amc.calibration_batches=1",
-    "methods.thinet.calibration_images=16", "methods.thinet.block_finetune_epochs=0",
-    "methods.cp.calibration_images=16", "methods.cp.lasso_points=4", "methods.cp.lasso_steps=4",
-    "methods.cp.block_finetune_epochs=0.5", "methods.autopruner.stage_epochs=1",
-    "methods.proposed.score_batch_size=16", "methods.proposed.epochs_fraction=1.0",
-]
+from tests.test_baselines_cells import SMALL as CELL_SETTINGS  # noqa: E402
+
+SMALL = CELL_SETTINGS
 CELLS = [("uniform", "channel", "mobilenet_v1", 150e6), ("proposed", "channel+input", "mobilenet_v1", 150e6),
          ("metapruning", "channel", "mobilenet_v1", 150e6), ("netadapt", "channel", "mobilenet_v1", 330e6),
          ("amc", "channel", "mobilenet_v1", 330e6), ("thinet", "channel", "resnet50", 2e9),

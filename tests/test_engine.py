@@ -331,3 +331,23 @@ def test_data_option_sets_the_data_folder(tiny_data, tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 26 and "(data not prepared)" not in out.stdout and "pending" in lines[0]
+
+
+@pytest.mark.parametrize("flag,value,kind,limit", [("--flops", "150M", "flops", 150e6),
+                                                   ("--cpu-latency", "0.5", "cpu_latency", 0.5),
+                                                   ("--gpu-latency", "0.75", "gpu_latency", 0.75)])
+def test_run_cell_names_any_constraint_kind(monkeypatch, capsys, flag, value, kind, limit):
+    import repro.pipeline
+    from repro.cli import main
+
+    seen = []
+    record = RunRecord(key="k", kind="cell", method="uniform", variant="channel", family="mobilenet_v1",
+                       constraint={}, arch={}, profile="smoke", profile_config={}, dataset={}, seed=0, macs=1,
+                       top1=0.5)
+    monkeypatch.setattr(repro.pipeline, "prepare_data", lambda profile, quiet=False: None)
+    monkeypatch.setattr(repro.pipeline, "run_cell", lambda *a, **k: seen.append(a[3]) or (record, True))
+    assert main(["run-cell", "--method", "uniform", "--variant", "channel", "--family", "mobilenet_v1", flag,
+                 value]) == 0
+    assert seen == [Constraint(kind, limit)]
+    assert main(["run-cell", "--method", "uniform", "--variant", "channel", "--family", "mobilenet_v1"]) == 2
+    assert "one of --flops, --cpu-latency, --gpu-latency" in capsys.readouterr().err

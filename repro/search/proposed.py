@@ -28,7 +28,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,8 +44,16 @@ from repro.cost.budget import Budget
 from repro.method import Context, Method, SearchResult
 from repro.profiles import TrainConfig
 from repro.registry import register
-from repro.search.joint import JointConfig, SearchOutcome, joint_search, plot_trajectory, write_trajectory
+from repro.search.joint import (
+    JointConfig,
+    JointState,
+    SearchOutcome,
+    joint_search,
+    plot_trajectory,
+    write_trajectory,
+)
 from repro.space import VARIANTS, SearchSpace, SpaceConfig
+from repro.train.trainer import load_state
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -159,13 +169,12 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
     write the trajectory and its plot into the search's folder; return the outcome and a summary."""
     from tqdm import tqdm
 
-    from repro.data import Normalize, make_loader
+    from repro.data import Normalize
     from repro.distributed import barrier, is_main, world_size
     from repro.models.supernet import SuperNet
     from repro.train.trainer import (
         build_scheduler,
         data_resolution,
-        load_state,
         make_optimizer,
         make_precision,
         resolve_device,
@@ -187,19 +196,7 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
     train_model = wrap_ddp(supernet, device, find_unused_parameters=True)
     base = data.base_resolution
     decode_at = max(base, data_resolution(cfg.space.max_resolution, base))
-    train_loader, plan = make_loader(data.folder / "train.beton", train=True, batch_size=recipe.batch_size,
-                                     resolution=decode_at, indices=data.sub_train, seed=ctx.seed,
-                                     num_workers=ctx.profile.data.workers, crop_scale=recipe.crop_scale,
-                                     reuse=True)
-    # evaluation loaders read in the order given and sub-eval is stored class by class: shuffled once, so
-    # that every scoring batch mixes the classes (in file order a batch of 64 held one or two of them)
-    score_order = np.random.default_rng(ctx.seed).permutation(np.asarray(data.sub_eval))
-    score_loader, _ = make_loader(data.folder / "train.beton", train=False, batch_size=cfg.score_batch_size,
-                                  resolution=decode_at, indices=score_order, num_workers=ctx.profile.data.workers,
-                                  drop_last=True, reuse=True)
-    if len(data.sub_eval) // world < cfg.score_batch_size:  # checked on the global count: every rank agrees
-        raise ValueError(f"score_batch_size={cfg.score_batch_size} is larger than a process's share of sub-eval "
-                         f"({len(data.sub_eval)} images over {world}); lower methods.proposed.score_batch_size")
+    train_loader, plan, score_loader = _loaders(ctx, recipe, cfg.score_batch_size, decode_at, world)
     total = max(1, round(cfg.epochs_fraction * recipe.epochs * len(train_loader)))
     # the recipe's schedule stretched over the joint run: warm-up in proportion, then its decay
     schedule = dataclasses.replace(recipe, epochs=total, warmup_epochs=recipe.warmup_epochs / recipe.epochs * total)
@@ -209,21 +206,12 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
     parts = {"supernet": supernet, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     normalize = Normalize(channels_last=channels_last).to(device)
     main = is_main()
-    ckpt, state = ctx.store.folder / CHECKPOINT, None
-    if ckpt.is_file():
-        saved = load_state(ckpt, device, parts)
-        if (saved.get("world"), saved.get("total")) != (world, total):
-            raise ValueError(f"{ckpt} was written by a run of {saved.get('total')} weight steps on "
-                             f"{saved.get('world')} process(es); this one has {total} on {world}: resume with the "
-                             f"same process count, or delete the checkpoint to start the search again")
-        state = saved["joint"]
-        if main:
-            ctx.log(f"resumed the search from {ckpt} at weight step {state.next_step} of {total}")
+    ckpt = ctx.store.folder / CHECKPOINT
+    state, earlier = _resume(ckpt, device, parts, world, total, ctx.log if main else lambda _s: None)
     problem = NetworkProblem(supernet, train_model, optimizer, scheduler, scaler,
                              _cycle(train_loader, 0 if state is None else state.next_step),
                              _cycle(score_loader, 0 if state is None else state.done_hyper), normalize,
                              lambda a: data_resolution(a.resolution, base), recipe.label_smoothing, dtype, device)
-    earlier = 0.0 if state is None else saved["seconds"]  # time spent before the interruption
     start = time.perf_counter()
 
     def save(st) -> None:
@@ -245,15 +233,7 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
         bar.close()
     seconds = earlier + time.perf_counter() - start
     trajectory = outcome.trajectory
-    summary = {"arch": outcome.arch.to_dict(), "vector": [float(x) for x in outcome.vector],
-               "start_vector": [float(x) for x in outcome.start], "coordinates": space.names,
-               "start_arch": space.decode(outcome.start).with_imagenet_geometry().to_dict(),
-               "seconds": seconds, "resumed_at_step": done or None, "weight_steps": total,
-               "hyper_steps": len(trajectory),
-               "cost": budget.cost(outcome.arch), "limit": budget.limit, "unit": budget.unit,
-               "max_scored_cost": max(outcome.scored_costs, default=None),
-               "first_loss": trajectory[0]["loss"] if trajectory else None,
-               "last_loss": trajectory[-1]["loss"] if trajectory else None}
+    summary = _summary(space, budget, outcome, seconds=seconds, resumed_at=done, weight_steps=total)
     if main:
         write_trajectory(ctx.store.path("trajectory.jsonl"), trajectory, space.names)
         if trajectory:
@@ -262,6 +242,59 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
         ckpt.unlink(missing_ok=True)  # the search is done; its result (written by the pipeline) and trajectory remain
     barrier()
     return outcome, summary
+
+
+def _resume(ckpt: Path, device: torch.device, parts: dict[str, Any], world: int, total: int,
+            log: Callable[[str], None]) -> tuple[JointState | None, float]:
+    """The joint run's state and the seconds spent before an interruption, restored into ``parts`` from the
+    search's checkpoint; (None, 0) without one. A checkpoint of another process count or length is refused."""
+    if not ckpt.is_file():
+        return None, 0.0
+    saved = load_state(ckpt, device, parts)
+    if (saved.get("world"), saved.get("total")) != (world, total):
+        raise ValueError(f"{ckpt} was written by a run of {saved.get('total')} weight steps on "
+                         f"{saved.get('world')} process(es); this one has {total} on {world}: resume with the "
+                         f"same process count, or delete the checkpoint to start the search again")
+    state = saved["joint"]
+    log(f"resumed the search from {ckpt} at weight step {state.next_step} of {total}")
+    return state, saved["seconds"]
+
+
+def _loaders(ctx: Context[ProposedConfig], recipe: TrainConfig, score_batch_size: int, decode_at: int, world: int):
+    """(sub-train loader, its loading plan, the scoring loader over sub-eval), both decoding at ``decode_at``."""
+    from repro.data import make_loader
+
+    data = ctx.data
+    train_loader, plan = make_loader(data.folder / "train.beton", train=True, batch_size=recipe.batch_size,
+                                     resolution=decode_at, indices=data.sub_train, seed=ctx.seed,
+                                     num_workers=ctx.profile.data.workers, crop_scale=recipe.crop_scale,
+                                     reuse=True)
+    # evaluation loaders read in the order given and sub-eval is stored class by class: shuffled once, so
+    # that every scoring batch mixes the classes (in file order a batch of 64 held one or two of them)
+    score_order = np.random.default_rng(ctx.seed).permutation(np.asarray(data.sub_eval))
+    score_loader, _ = make_loader(data.folder / "train.beton", train=False, batch_size=score_batch_size,
+                                  resolution=decode_at, indices=score_order, num_workers=ctx.profile.data.workers,
+                                  drop_last=True, reuse=True)
+    if len(data.sub_eval) // world < score_batch_size:  # checked on the global count: every rank agrees
+        raise ValueError(f"score_batch_size={score_batch_size} is larger than a process's share of sub-eval "
+                         f"({len(data.sub_eval)} images over {world}); lower methods.proposed.score_batch_size")
+    return train_loader, plan, score_loader
+
+
+def _summary(space: SearchSpace, budget: Budget, outcome: SearchOutcome, seconds: float, resumed_at: int,
+             weight_steps: int) -> dict[str, Any]:
+    """What a search's record says of it: the vectors and architectures it started and ended at, the costs,
+    the losses at both ends, its steps and time."""
+    trajectory = outcome.trajectory
+    return {"arch": outcome.arch.to_dict(), "vector": [float(x) for x in outcome.vector],
+            "start_vector": [float(x) for x in outcome.start], "coordinates": space.names,
+            "start_arch": space.decode(outcome.start).with_imagenet_geometry().to_dict(),
+            "seconds": seconds, "resumed_at_step": resumed_at or None, "weight_steps": weight_steps,
+            "hyper_steps": len(trajectory),
+            "cost": budget.cost(outcome.arch), "limit": budget.limit, "unit": budget.unit,
+            "max_scored_cost": max(outcome.scored_costs, default=None),
+            "first_loss": trajectory[0]["loss"] if trajectory else None,
+            "last_loss": trajectory[-1]["loss"] if trajectory else None}
 
 
 __all__ = ["Proposed", "ProposedConfig", "NetworkProblem", "run_search", "proposed_config"]

@@ -27,7 +27,7 @@ from repro.method import Context, SearchResult, TrainedNetwork
 from repro.models import build_model
 from repro.models.prune import consumers, select_channels
 from repro.train.subsets import SubsetData, finetune
-from repro.train.trainer import save_checkpoint
+from repro.train.trainer import rng_state, save_checkpoint, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,21 @@ class PruningSearch:
         ctx.store.folder.mkdir(parents=True, exist_ok=True)
         return cls(f"{method} {ctx.family} {ctx.constraint.label()}", ctx, reference, arch0, slots, ratio, goal)
 
+    def resume(self, progress: str, **fresh: Any) -> dict[str, Any]:
+        """The state an interrupted search saved (logged with ``progress``, formatted with it), or a fresh one:
+        the full network's architecture and weights, no time spent, and ``fresh``."""
+        if self.state_path.is_file():
+            st = torch.load(self.state_path, map_location="cpu", weights_only=False)
+            set_rng_state(st.pop("rng"))  # what the search draws next (AutoPruner's new gates) as if uninterrupted
+            self.ctx.log(f"{self.title}: resumed {progress.format(**st)} ({self.state_path})")
+            return st
+        weights = {k: v.detach().cpu() for k, v in self.reference.model.state_dict().items()}
+        return {"arch": self.arch0.to_dict(), "state": weights, "seconds": 0.0, **fresh}
+
+    def checkpoint(self, st: dict[str, Any]) -> None:
+        """Save the search's state ``st`` and the random generators' (``resume`` restores both)."""
+        save_checkpoint(self.state_path, **st, rng=rng_state())
+
     def finish(self, arch: ArchConfig, state: dict, seconds: float, done: str, **extra: Any) -> SearchResult:
         """Drop the checkpoint, log the keep ratio, the cost and ``done`` (what the search did), and return the
         ``SearchResult`` (the pipeline writes it)."""
@@ -260,16 +275,10 @@ def prune_layerwise(method: str, ctx: Context, choose: Callable[..., LayerChoice
     interrupted search resumes at the next one."""
     search = PruningSearch.open(ctx, method)
     family, constraint, cfg = ctx.family, ctx.constraint, ctx.config
-    reference, arch0, goal, saved = search.reference.model, search.arch0, search.goal, search.state_path
+    reference, arch0, goal = search.reference.model, search.arch0, search.goal
     steps = bottleneck_steps(arch0)
     num_classes = ctx.data.num_classes
-    if saved.is_file():
-        st = torch.load(saved, map_location="cpu", weights_only=False)
-        ctx.log(f"{method}: resumed after {st['done']} of {len(steps)} layers ({saved})")
-    else:
-        st = {"done": 0, "arch": arch0.to_dict(), "state": {k: v.detach().cpu() for k, v in
-                                                            reference.state_dict().items()},
-              "layers": [], "seconds": 0.0}
+    st = search.resume(f"after {{done}} of {len(steps)} layers", done=0, layers=[])
     data = SubsetData.for_search(ctx)
     recipe = ctx.recipe
     original = data.prepare(reference).eval() if target == "original" else None
@@ -315,7 +324,7 @@ def prune_layerwise(method: str, ctx: Context, choose: Callable[..., LayerChoice
             st["seconds"] += time.perf_counter() - start
             start = time.perf_counter()
             if block_ends:  # a checkpoint per bottleneck (the state is the whole network)
-                save_checkpoint(saved, **st)
+                search.checkpoint(st)
             bar.update(1)
     finally:
         bar.close()
