@@ -15,10 +15,10 @@ import json
 import sys
 from dataclasses import asdict
 
-from repro.arch import FAMILIES
+from repro.arch import FAMILIES, ArchConfig
 from repro.cost.flops import count_macs, count_macs_scaled, format_macs, parse_macs
 from repro.method import Context, Method, SearchResult
-from repro.reference import RULES, VARIANTS, reference_arch, uniform_arch
+from repro.reference import RULES, VARIANTS, candidates, reference_arch, uniform_arch
 from repro.registry import register
 
 
@@ -55,6 +55,10 @@ class Uniform(Method[None]):
     retrain = "scratch"
     constraint_kinds = ("flops", "gpu_latency", "cpu_latency")
     distributed = True  # nothing to search: any process count gives the same network
+
+    def cheapest(self, family: str, variant: str, config: None) -> ArchConfig | None:
+        """The smallest network of the variant's grid."""
+        return candidates(family, variant)[0][0][0]
 
     def search(self, ctx: Context[None]) -> SearchResult:
         family, variant, constraint = ctx.family, ctx.variant, ctx.constraint

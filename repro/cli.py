@@ -16,7 +16,9 @@ Profile options: ``--profile smoke|imagenet|FILE.yaml``, dotted overrides such a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 
 from repro.arch import FAMILIES, ArchConfig
@@ -50,16 +52,24 @@ def _flops(args: argparse.Namespace, overrides: list[str]) -> int:
 def _profile_and_results(args: argparse.Namespace, overrides: list[str]):
     from pathlib import Path
 
+    from repro.config import ConfigError
+    from repro.discover import check_methods
     from repro.profiles import load_profile
 
     if getattr(args, "data", None):
         overrides = [*overrides, f"--data.path={args.data}"]
     profile = load_profile(args.profile, overrides)
+    check_methods(profile)
+    cores = len(os.sched_getaffinity(0))
+    if any(o.startswith("--data.workers=") for o in overrides) and profile.data.workers > cores:
+        raise ConfigError(f"--data.workers={profile.data.workers} is more than this machine's {cores} cores: give "
+                          f"at most {cores} (0 uses them all; a profile's own number is capped at the cores)")
     results = Path(args.results) if args.results else Path("results") / profile.name
     return profile, results
 
 
 def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
+    from repro.distributed import is_main
     from repro.pipeline import data_folder, prepare_data
     from repro.runner import run_table, statuses
 
@@ -74,6 +84,8 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
         return 0
     data = prepare_data(profile, quiet=args.quiet)
     counts = run_table(args.table, profile, data, results, args.all_cells, quiet=args.quiet, methods=args.method)
+    if not is_main():
+        return 1 if counts["failed"] else 0
     print(f"table {args.table} on {profile.name}: {counts['ran']} ran, {counts['cached']} already done, "
           f"{counts['failed']} failed, {counts['not available']} not available in this build; records in "
           f"{results / 'records'}")
@@ -83,18 +95,27 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
 def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
     from repro.constraint import Constraint
     from repro.cost.flops import parse_macs
-    from repro.pipeline import prepare_data, run_cell
+    from repro.discover import get_method
+    from repro.distributed import is_main
+    from repro.pipeline import check_cell, check_feasible, prepare_data, run_cell
     from repro.runner import blocked_reason, run_one, statuses
 
     profile, results = _profile_and_results(args, overrides)
-    data = prepare_data(profile, quiet=args.quiet)
-    if args.table is not None:
+    if args.table is not None:  # the arguments are checked before the data set is prepared (or made)
         if args.index is None:
             raise ValueError("--table needs --index N (see run-table T --list)")
+        ignored = [f"--{n.replace('_', '-')}" for n in ("method", "variant", "family", "flops", "cpu_latency",
+                                                         "gpu_latency") if getattr(args, n) is not None]
+        if ignored:
+            raise ValueError(f"--table/--index name the whole cell; drop {', '.join(ignored)} (or drop --table and "
+                             f"--index and name the cell by --method --variant --family and its limit)")
+        data = prepare_data(profile, quiet=args.quiet)
         listed = statuses(args.table, profile, data, results, args.all_cells)
         if not 0 <= args.index < len(listed):
             raise ValueError(f"--index {args.index} is outside 0..{len(listed) - 1} for table {args.table}")
         st = listed[args.index]
+        if args.seed is not None:  # the listed cell with another seed than the profile's
+            st = dataclasses.replace(st, seed=args.seed)
         why = blocked_reason(st.cell)
         if why:
             raise ValueError(f"cell {args.index} ({st.cell.label}) cannot run: {why}")
@@ -112,7 +133,14 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
             constraint = Constraint("cpu_latency", args.cpu_latency)
         else:
             constraint = Constraint("gpu_latency", args.gpu_latency)
-        record, ran = run_cell(args.method, args.variant, args.family, constraint, profile, args.seed, data, results)
+        method = get_method(args.method)  # the cell is checked before the data set is prepared (or made)
+        check_cell(method, args.variant, args.family, constraint)
+        check_feasible(method, args.variant, args.family, constraint, profile)
+        data = prepare_data(profile, quiet=args.quiet)
+        record, ran = run_cell(args.method, args.variant, args.family, constraint, profile,
+                               0 if args.seed is None else args.seed, data, results)
+    if not is_main():  # under torchrun every rank ran the cell; one says so
+        return 0
     print(f"{'ran' if ran else 'already done'}: {record.method} {record.variant} {record.family} "
           f"{record.macs / 1e6:.2f}M MACs, top-1 {100 * record.top1:.2f}% -> key {record.key}")
     return 0
@@ -245,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CPU-latency limit: the uniform Channel reference at width W (e.g. 0.5)")
     limit.add_argument("--gpu-latency", type=float, metavar="W",
                        help="GPU-latency limit: the uniform Channel reference at width W (e.g. 0.75)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, help="the seed (default: 0, or with --table/--index the listed cell's)")
     _add_profile_args(c)
     c.set_defaults(func=_run_cell)
 

@@ -10,9 +10,11 @@ Errors name the key, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
@@ -29,8 +31,8 @@ def from_mapping(cls: type[T], data: Any, where: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(_join(where, k) for k in unknown)}; allowed: "
-                          f"{', '.join(sorted(fields))}")
+        raise ConfigError(f"unknown key(s) {', '.join(_join(where, k) for k in unknown)}"
+                          f"{nearest(unknown[0], fields)}; allowed: {', '.join(sorted(fields))}")
     values = {}
     for name, f in fields.items():
         key = _join(where, name)
@@ -97,6 +99,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}={value!r} must be a number")
+        if not math.isfinite(value):  # a NaN learning rate trains for hours and records NaN
+            raise ConfigError(f"{key}={value!r} must be a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -105,6 +109,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is Any:
         return value
     raise ConfigError(f"{key}: unsupported type {tp}")  # a programming error in a config class
+
+
+def nearest(name: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the known name closest to a misspelt ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def require_families(names: Any, where: str) -> None:

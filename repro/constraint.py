@@ -40,6 +40,8 @@ class Constraint:
 
     def label(self) -> str:
         if self.kind == "flops":
+            if self.limit < 1e5:  # "0.0M" would hide a limit typed as 1k
+                return f"{self.limit:,.0f} MACs"
             return format_macs(self.limit, 0 if self.limit >= 1e6 and self.limit % 1e6 == 0 else 1)
         return f"{self.limit:g}x {self.kind.replace('_', ' ')}"
 

@@ -181,6 +181,11 @@ class Method(Generic[C]):
     def search(self, ctx: Context[C]) -> SearchResult:
         raise NotImplementedError
 
+    def cheapest(self, family: str, variant: str, config: C) -> ArchConfig | None:
+        """The cheapest network this method can return for ``family`` and ``variant`` (None: not known). The
+        pipeline refuses a limit below its cost before any work, with one message for every method."""
+        return None
+
     def config(self, methods: dict[str, Any], family: str | None = None) -> C:
         """This method's typed settings from a profile's ``methods`` mapping (defaults filled in), with the
         entries of its ``by_family.<family>`` mapping merged over them (nested mappings key by key) when

@@ -34,7 +34,7 @@ from repro.cost.latency import (
 )
 from repro.data.manifest import DataError, check_beton, read_manifest
 from repro.dataset import PreparedData
-from repro.discover import get_method, load_methods
+from repro.discover import check_methods, get_method, load_methods
 from repro.distributed import barrier, broadcast_object, is_main, require_single_process
 from repro.hardware import environment, now
 from repro.keys import input_key
@@ -71,6 +71,7 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
     manifest = read_manifest(folder)
     if manifest is None or "val" not in manifest.get("betons", {}):
         source = profile.data.source
+        _refuse_foreign_folder(folder)
         if source is None:
             raise DataError(f"no prepared data set in {folder}: run `python -m data_prep prepare --imagefolder "
                             f"DIR --out {folder}` or set data.source in the profile")
@@ -94,6 +95,30 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
 
     split = load_split(folder, manifest["listing_sha256"]["train"])
     return PreparedData(folder, manifest, split.sub_train, split.sub_eval)
+
+
+# what data_prep writes into a prepared folder (and the embedded set's source tree): a folder holding anything
+# else is someone's, and is never written into
+OWN_FILES = {"imagefolder", "manifest.json", "train.beton", "val.beton", "sub_train.npy", "sub_eval.npy",
+             "split.json"}
+
+
+def _refuse_foreign_folder(folder: Path) -> None:
+    """A data folder without a complete manifest is made only where nothing else lies: an ImageFolder tree
+    passed as ``--data`` must be prepared into a folder of its own first."""
+    if not folder.is_dir():
+        return
+    foreign = sorted(p.name for p in folder.iterdir()  # our unfinished writes: *.partial, .NAME.PID.tmp
+                     if p.name not in OWN_FILES and ".partial" not in p.name and not p.name.endswith(".tmp"))
+    if not foreign:
+        return
+    if {"train", "val"} <= set(foreign):
+        raise DataError(f"{folder} is an ImageFolder tree, not a prepared data set: prepare it into a folder of "
+                        f"its own with `python -m data_prep prepare --imagefolder {folder} --out DIR`, then pass "
+                        f"--data DIR")
+    raise DataError(f"{folder} holds files that are not a prepared data set ({', '.join(foreign[:5])}"
+                    f"{', ...' if len(foreign) > 5 else ''}); nothing was written there: pass --data a prepared "
+                    f"folder (`python -m data_prep prepare`), or an empty or new one to make the data set in")
 
 
 class PipelineShared:
@@ -168,6 +193,7 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
     existing = find_record(records, key)
     if existing is not None:
         return existing, False
+    check_methods(profile)
     method = get_method(method_name)
     check_cell(method, variant, family, constraint)
     table = open_table(profile.latency, constraint.kind) if constraint.is_latency else None  # NotRunHere
@@ -205,6 +231,19 @@ def check_cell(method: Method, variant: str, family: str, constraint: Constraint
                          f"{', '.join(method.constraint_kinds)}")
 
 
+def check_feasible(method: Method, variant: str, family: str, constraint: Constraint, profile: Profile) -> None:
+    """Refuse a FLOPs limit below the cheapest network the method can make, before any work, with one message
+    for every method (a latency limit is a reference network's, which the uniform rows are and the searches
+    project onto)."""
+    if constraint.is_latency:
+        return
+    cheapest = method.cheapest(family, variant, method.config(profile.methods, family))
+    budget = make_budget(constraint, family)
+    if cheapest is not None and not budget.fits(cheapest):
+        raise ValueError(f"{constraint.label()} is below the cheapest {family} network {method.name} {variant} can "
+                         f"make ({budget.format(budget.cost(cheapest))}): give a limit of at least that")
+
+
 def search(method: Method, variant: str, family: str, constraint: Constraint, profile: Profile, seed: int,
            data: PreparedData, results: Path, table: LatencyTable | None = None, device: Any = None,
            log: Callable[[str], None] = print, quiet: bool = False) -> SearchResult:
@@ -223,6 +262,7 @@ def search(method: Method, variant: str, family: str, constraint: Constraint, pr
     if not method.distributed:
         require_single_process(f"{method.name}'s search")
     budget = make_budget(constraint, family, table)
+    check_feasible(method, variant, family, constraint, profile)
     seed_everything(seed)  # a search's random draws follow from its seed, not from what ran before it here
     ctx = Context(family, variant, constraint, cfg, budget, store, profile, seed, data,
                   PipelineShared(profile, seed, data, results, device, log), results, device, log, quiet)

@@ -178,7 +178,10 @@ def make_loader(beton: str | Path, *, train: bool, batch_size: int, resolution: 
         idx = shard(idx, rank, world, equal=train)
     order = {"random": OrderOption.RANDOM, "quasi_random": OrderOption.QUASI_RANDOM,
              "sequential": OrderOption.SEQUENTIAL}[plan.order]
-    loader = Loader(str(beton), batch_size=batch_size, num_workers=num_workers or _default_workers(),
+    # a profile's worker count is a cap: a 2-core machine runs the imagenet profile's 8 as 2 (FFCV refuses more
+    # threads than cores)
+    workers = min(num_workers or _default_workers(), _default_workers())
+    loader = Loader(str(beton), batch_size=batch_size, num_workers=workers,
                     os_cache=plan.os_cache, order=order, distributed=distributed, seed=seed,
                     indices=None if idx is None else idx.tolist(),
                     drop_last=train if drop_last is None else drop_last, batches_ahead=batches_ahead,

@@ -92,6 +92,13 @@ class Profile:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
 
     def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ConfigError("seeds=[] runs no cell: give at least one seed, e.g. seeds: [0]")
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if repeated:
+            raise ConfigError(f"seeds={list(self.seeds)} repeats {repeated}: each seed is its own run of every cell")
+        if min(self.seeds) < 0:
+            raise ConfigError(f"seeds={list(self.seeds)}: seeds are non-negative integers")
         require_families(self.train_by_family, "train_by_family")
         for family in self.train_by_family:
             self.train_for(family)  # type-check the merged recipe now, not when a cell runs

@@ -155,6 +155,11 @@ class Proposed(Method[ProposedConfig]):
     constraint_kinds = ("flops", "gpu_latency", "cpu_latency")
     distributed = True  # the joint run is data-parallel under torchrun
 
+    def cheapest(self, family: str, variant: str, config: ProposedConfig) -> ArchConfig:
+        """The space's lower corner: every ratio at its bound."""
+        space = SearchSpace(family, variant, config.space)
+        return space.decode(space.lower)
+
     def search(self, ctx: Context[ProposedConfig]) -> SearchResult:
         cfg = ctx.config
         space = SearchSpace(ctx.family, ctx.variant, cfg.space, num_classes=ctx.data.num_classes)
