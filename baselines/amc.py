@@ -248,7 +248,7 @@ class AMC(Method[AMCConfig]):
 
         from baselines.amc_ddpg import DDPGAgent, run_search
         from repro.models import build_model
-        from repro.train.trainer import save_checkpoint
+        from repro.train.trainer import read_checkpoint, save_checkpoint
 
         family, constraint, cfg, budget = ctx.family, ctx.constraint, ctx.config, ctx.budget
         agent_cfg = cfg.agent_config(ctx.seed)
@@ -271,8 +271,8 @@ class AMC(Method[AMCConfig]):
         env = ChannelPruningEnv(arch, state, features, budget, cfg, score)
         agent = DDPGAgent(env.embedding.shape[1], len(steps), agent_cfg)
         ckpt, earlier, rewards = ctx.store.folder / AGENT, 0.0, []
-        if ckpt.is_file():
-            saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        saved = read_checkpoint(ckpt, log=ctx.log)
+        if saved is not None:
             agent.load_state_dict(saved["agent"])
             earlier, rewards = saved["seconds"], saved["rewards"]
             ctx.log(f"amc: resumed at episode {agent.episode} ({ckpt})")

@@ -20,6 +20,21 @@ CHECKPOINT, WEIGHTS = "checkpoint.pt", "pruningnet.pt"
 
 def train_pruningnet(family: str, enc, cfg, ctx: Context):
     """(key, trained PruningNet in eval mode) for ``family``; trains it when its record is missing."""
+
+    from repro.config import to_mapping
+
+    recipe = ctx.recipe
+    key, folder = ctx.artifact_folder("pruningnet", family=family, genes=[list(g) for g in enc.genes],
+                                      widest=enc.widest.to_dict(), hidden=cfg.hidden, generator_start="conv-scale",
+                                      epochs=cfg.pruningnet_epochs, lr=cfg.pruningnet_lr,
+                                      lr_batch=cfg.pruningnet_batch, recipe=to_mapping(recipe))
+    with ctx.shared.lock(key, f"MetaPruning's PruningNet for {family}"):  # two cells share one PruningNet
+        return key, _trained(key, folder, family, enc, cfg, recipe, ctx)
+
+
+def _trained(key: str, folder, family: str, enc, cfg, recipe, ctx: Context):
+    """The PruningNet of ``key`` in eval mode: read back when its record exists, else trained (resumed from its
+    checkpoint) and recorded."""
     from dataclasses import replace
 
     from baselines.metapruning_net import SCALES, PruningNet
@@ -37,18 +52,13 @@ def train_pruningnet(family: str, enc, cfg, ctx: Context):
         train_step,
     )
 
-    recipe = ctx.recipe
-    key, folder = ctx.artifact_folder("pruningnet", family=family, genes=[list(g) for g in enc.genes],
-                                      widest=enc.widest.to_dict(), hidden=cfg.hidden, generator_start="conv-scale",
-                                      epochs=cfg.pruningnet_epochs, lr=cfg.pruningnet_lr,
-                                      lr_batch=cfg.pruningnet_batch, recipe=to_mapping(recipe))
     seed_everything(ctx.seed)
     net = PruningNet(enc, ctx.data.num_classes, cfg.hidden)
     data = SubsetData.for_search(ctx)
     net = data.prepare(net)
     if ctx.shared.artifact_done(key):
         net.load_state_dict(torch.load(folder / WEIGHTS, map_location=data.device, weights_only=False)["net"])
-        return key, net.eval()
+        return net.eval()
     steps_per_epoch = len(data.train_loader)
     total = cfg.pruningnet_epochs * steps_per_epoch
     # their recipe: lr at their batch, scaled to ours; linear decay to 0, no warm-up, no Nesterov
@@ -59,8 +69,8 @@ def train_pruningnet(family: str, enc, cfg, ctx: Context):
     dtype, scaler = make_precision(recipe, data.device)
     parts = {"net": net, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     ckpt, step, earlier = folder / CHECKPOINT, 0, 0.0
-    if ckpt.is_file():
-        saved = load_state(ckpt, data.device, parts)
+    saved = load_state(ckpt, data.device, parts, ctx.log)
+    if saved is not None:
         step, earlier = saved["step"], saved["seconds"]
         ctx.log(f"resumed the PruningNet from {ckpt} at step {step} of {total}")
     rng = np.random.default_rng([ctx.seed, step])
@@ -103,7 +113,7 @@ def train_pruningnet(family: str, enc, cfg, ctx: Context):
     ckpt.unlink(missing_ok=True)
     ctx.log(f"PruningNet for {family} trained in {seconds:.0f} s; loss {extra['first_loss']} -> "
             f"{extra['last_loss']}")
-    return key, net.eval()
+    return net.eval()
 
 
 __all__ = ["train_pruningnet"]

@@ -143,15 +143,15 @@ class NetAdapt(Method[NetAdaptConfig]):
     def search(self, ctx: Context[NetAdaptConfig]) -> SearchResult:
         from repro.models import build_model
         from repro.train.subsets import finetune
-        from repro.train.trainer import rng_state, save_checkpoint, set_rng_state
+        from repro.train.trainer import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 
         family, cfg, budget = ctx.family, ctx.config, ctx.budget
         reference = ctx.reference()
         saved = ctx.store.folder / STATE
         recipe = ctx.recipe
         num_classes = ctx.data.num_classes
-        if saved.is_file():
-            st = torch.load(saved, map_location="cpu", weights_only=False)
+        st = read_checkpoint(saved, log=ctx.log)
+        if st is not None:
             set_rng_state(st.pop("rng"))  # the proposals' networks are built (initialized) from the global RNG
             ctx.log(f"netadapt: resumed at iteration {st['iteration']} ({saved})")
         else:

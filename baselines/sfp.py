@@ -98,8 +98,8 @@ class SFP(Method[SFPConfig]):
         dtype, scaler = make_precision(recipe, data.device)
         parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
         step, earlier, history = 0, 0.0, []
-        if ckpt.is_file():
-            saved = load_state(ckpt, data.device, parts)
+        saved = load_state(ckpt, data.device, parts, ctx.log)
+        if saved is not None:
             step, earlier, history = saved["step"], saved["seconds"], saved["history"]
             ctx.log(f"sfp: resumed at step {step} of {total} ({ckpt})")
         else:

@@ -79,6 +79,12 @@ def load_split(out: Path, listing_sha256: str | None = None) -> Split:
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != meta["sha256"][name]:
             raise DataError(f"{path} is missing or does not match {SPLIT_JSON}; delete {out} and write it again")
         arrays[name] = np.load(path)
+    count = sum(int(v) for v in meta.get("counts", {}).values()) or -1  # sub-train and sub-eval partition them
+    for name, a in arrays.items():  # a matching checksum does not make the indices right (hand-made files)
+        if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer) or (len(a) and (a.min() < 0 or (
+                count >= 0 and a.max() >= count))):
+            raise DataError(f"{out / (name + '.npy')} holds indices outside the {count} training images (or not a "
+                            f"list of integers); delete {out} and prepare it again")
     if listing_sha256 is not None and meta["listing_sha256"] != listing_sha256:
         raise DataError(f"the split in {out} was drawn from another listing of the training images "
                         f"(listing sha256 {meta['listing_sha256'][:12]}…, now {listing_sha256[:12]}…): the "

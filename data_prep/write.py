@@ -122,6 +122,13 @@ def prepare(root: Path, out: Path, per_class: int = 50, seed: int = 0, params: W
     """Split, verify and write an ImageFolder tree into ``out``; returns the manifest."""
     root, out = Path(root), Path(out)
     train, val = list_imagefolder(root, devkit)
+    if len(train.classes) < 2:  # one class trains nothing and scores 100%
+        raise DataError(f"{root} has {len(train.classes)} class(es) ({', '.join(train.classes) or 'none'}): a "
+                        f"classification data set needs at least 2 class folders under train/")
+    earlier = read_manifest(out)
+    if earlier is not None and earlier.get("source") != str(root.resolve()):
+        raise DataError(f"{out} holds a data set prepared from {earlier.get('source')}, not {root.resolve()}: "
+                        f"nothing was overwritten; prepare into another --out folder (or delete that one)")
     out.mkdir(parents=True, exist_ok=True)
     split, drawn = ensure_split(train, out, per_class, seed)
     log(f"split: {len(split.sub_train)} sub-train, {len(split.sub_eval)} sub-eval "

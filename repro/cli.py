@@ -20,8 +20,10 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 
 from repro.arch import FAMILIES, ArchConfig
+from repro.atomic import WriteFailed
 from repro.cost.flops import count_macs, count_macs_scaled, count_params, format_macs
 
 
@@ -149,8 +151,6 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
 def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     from pathlib import Path
 
-    import torch
-
     from repro.data import Normalize, make_loader
     from repro.data.manifest import read_manifest
     from repro.models import build_model
@@ -161,9 +161,7 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     if manifest is None:
         raise ValueError(f"{folder} is not a prepared data set (no manifest.json)")
     arch = ArchConfig.load(args.arch).replace(num_classes=len(manifest["classes"]))
-    model = build_model(arch)
-    state = torch.load(args.weights, map_location="cpu", weights_only=False)
-    model.load_state_dict(state.get("model", state))
+    model = _with_weights(build_model(arch), arch, args.weights)
     resolution = max(8, round(arch.resolution * manifest["base_resolution"] / 224))
     # make_loader checks the file against the manifest
     loader, _ = make_loader(folder / f"{args.split}.beton", train=False, batch_size=256, resolution=resolution)
@@ -172,16 +170,48 @@ def _eval(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _read_weights(path: str) -> dict:
+    import torch
+
+    if not Path(path).is_file():
+        raise ValueError(f"weights file {path} does not exist (a cell's weights: results/<profile>/weights/KEY.pt)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - truncated, not a checkpoint, another format: one line, no traceback
+        raise ValueError(f"weights file {path} cannot be read ({type(e).__name__}): a truncated or foreign file; "
+                         f"use the .pt a run wrote") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    return state.get("model", state)
+
+
+def _weights_classes(path: str, arch: ArchConfig) -> int:
+    """The class count of the weights' classifier (the last 2-d weight), else the architecture's."""
+    tensors = [v for v in _read_weights(path).values() if getattr(v, "ndim", 0) == 2]
+    return int(tensors[-1].shape[0]) if tensors else arch.num_classes
+
+
+def _with_weights(model, arch: ArchConfig, path: str):
+    try:
+        model.load_state_dict(_read_weights(path))
+    except RuntimeError as e:  # missing keys, unexpected keys, shape mismatches
+        first = str(e).split("\n")[1].strip() if "\n" in str(e) else str(e)[:200]
+        raise ValueError(f"weights file {path} is not of this architecture ({arch.family} at {arch.resolution} px, "
+                         f"{arch.num_classes} classes): {first}") from None
+    return model
+
+
 def _export(args: argparse.Namespace, overrides: list[str]) -> int:
     import torch
 
     from repro.models import build_model
 
     arch = ArchConfig.load(args.arch)
+    if args.weights:  # a cell record's arch is at ImageNet geometry: the classes are the weights' own
+        arch = arch.replace(num_classes=_weights_classes(args.weights, arch))
     model = build_model(arch).eval()
     if args.weights:
-        state = torch.load(args.weights, map_location="cpu", weights_only=False)
-        model.load_state_dict(state.get("model", state))
+        model = _with_weights(model, arch, args.weights)
     x = torch.zeros(1, 3, arch.resolution, arch.resolution)
     with torch.no_grad():
         traced = torch.jit.trace(model, x)
@@ -325,4 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, overrides)
     except ValueError as e:  # ConfigError, DataError, RecordError are ValueErrors with one clear line
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except WriteFailed as e:  # disk full, read-only folder: the file and the fix, no traceback
+        print(f"error: {e.strerror}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
@@ -89,6 +90,9 @@ class Shared(Protocol):
 
     def publish(self, artifact: Artifact) -> None:
         """Record a finished artifact."""
+
+    def lock(self, key: str, what: str) -> AbstractContextManager[None]:
+        """Hold the artifact's lock (another process making it is waited for)."""
 
 
 @dataclass(frozen=True)

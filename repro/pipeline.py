@@ -12,6 +12,7 @@ records already written, and the interrupted retraining resumes from its last ch
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -35,9 +36,10 @@ from repro.cost.latency import (
 from repro.data.manifest import DataError, check_beton, read_manifest
 from repro.dataset import PreparedData
 from repro.discover import check_methods, get_method, load_methods
-from repro.distributed import barrier, broadcast_object, is_main, require_single_process
+from repro.distributed import barrier, broadcast_object, is_main, require_single_process, world_size
 from repro.hardware import environment, now
 from repro.keys import input_key
+from repro.lock import hold
 from repro.method import (
     Artifact,
     Context,
@@ -50,10 +52,10 @@ from repro.method import (
 )
 from repro.profiles import Profile
 from repro.reference import reference_arch
-from repro.results import RunRecord, find_record, write_record
+from repro.results import RunRecord, find_record, record_path, write_record
 from repro.train.trainer import seed_everything
 
-RECORDS, CHECKPOINTS, WEIGHTS, SEARCHES = "records", "checkpoints", "weights", "searches"
+RECORDS, CHECKPOINTS, WEIGHTS, SEARCHES, LOCKS = "records", "checkpoints", "weights", "searches", "locks"
 
 
 def data_folder(profile: Profile, root: Path = Path(".")) -> Path:
@@ -91,6 +93,9 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
         barrier()
     for name in ("train", "val"):
         check_beton(folder, name, manifest)
+    if len(manifest["classes"]) < 2:
+        raise DataError(f"{folder} has {len(manifest['classes'])} class: a classification data set needs at least 2 "
+                        f"(prepare it again from an ImageFolder with two or more class folders)")
     from data_prep.split import load_split
 
     split = load_split(folder, manifest["listing_sha256"]["train"])
@@ -143,12 +148,19 @@ class PipelineShared:
         record = retrain_arch(arch, "scratch", None, self.profile, self.seed, self.data, self.results, self.device,
                               self.log)
         model = build_model(arch.replace(num_classes=self.data.num_classes))
-        state = torch.load(self.results / record.artifacts["weights"], map_location="cpu", weights_only=False)
+        weights = self.results / record.artifacts["weights"]
+        if not weights.is_file():
+            raise DataError(f"the reference {family} network's record exists but its weights {weights} do not: "
+                            f"delete {record_path(self.results / RECORDS, record)} to train it again")
+        state = torch.load(weights, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         return TrainedNetwork(model, record.key, record.top1)
 
     def artifact_done(self, key: str) -> bool:
         return find_record(self.results / RECORDS, key) is not None
+
+    def lock(self, key: str, what: str) -> contextlib.AbstractContextManager[None]:
+        return _locked(self.results, f"artifact-{key}", what, self.log)
 
     def publish(self, artifact: Artifact) -> None:
         if not is_main():
@@ -187,12 +199,26 @@ def cell_key(method: str, variant: str, family: str, constraint: Constraint, pro
 def run_cell(method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile,
              seed: int, data: PreparedData, results: Path, device: Any = None,
              log: Callable[[str], None] = print, quiet: bool = False) -> tuple[RunRecord, bool]:
-    """The cell's record, and whether this call produced it (False: it existed already)."""
+    """The cell's record, and whether this call produced it (False: it existed already, or another process
+    made it while this one waited for the cell's lock)."""
     records = Path(results) / RECORDS
     key = cell_key(method_name, variant, family, constraint, profile, seed, data)
     existing = find_record(records, key)
     if existing is not None:
         return existing, False
+    what = f"cell {method_name} {variant} {family} {constraint.label()} seed {seed}"
+    with _locked(Path(results), f"cell-{key}", what, log):
+        existing = _found_by_all(records, key)
+        if existing is not None:
+            return existing, False
+        return _run_cell(key, method_name, variant, family, constraint, profile, seed, data, Path(results), device,
+                         log, quiet), True
+
+
+def _run_cell(key: str, method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile,
+              seed: int, data: PreparedData, results: Path, device: Any, log: Callable[[str], None],
+              quiet: bool) -> RunRecord:
+    records = results / RECORDS
     check_methods(profile)
     method = get_method(method_name)
     check_cell(method, variant, family, constraint)
@@ -218,7 +244,7 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
     if is_main():
         write_record(records, record)
     barrier()
-    return record, True
+    return record
 
 
 def check_cell(method: Method, variant: str, family: str, constraint: Constraint) -> None:
@@ -323,12 +349,13 @@ def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile:
                  log: Callable[[str], None] = print, recipe: Any = None) -> RunRecord:
     """Train ``arch`` as ``protocol`` says (with ``recipe``, by default the profile's for the family), once per
     distinct input; its own record (kind "retrain")."""
-    import torch
 
-    from repro.models import build_model
-    from repro.train.trainer import TrainData, fit
 
     recipe = profile.train_for(arch.family) if recipe is None else recipe
+    images = sum(data.manifest["counts"]["train"].values())
+    if images < recipe.batch_size * world_size():  # no full batch: zero steps, and a record of an untrained net
+        raise DataError(f"{data.folder} has {images} training images, fewer than one batch of train.batch_size="
+                        f"{recipe.batch_size} x {world_size()} process(es): lower train.batch_size or add images")
     weights_id = None if weights is None else _state_hash(weights)
     key = input_key(kind="retrain", arch=arch.with_imagenet_geometry().to_dict(), protocol=protocol,
                     recipe=to_mapping(recipe), data=data.identity(), seed=seed, weights=weights_id,
@@ -337,6 +364,21 @@ def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile:
     existing = find_record(records, key)
     if existing is not None:
         return existing
+    with _locked(results, f"retrain-{key}", f"training {arch.family} ({protocol}, seed {seed})", log):
+        existing = _found_by_all(records, key)
+        if existing is not None:
+            return existing
+        return _retrain(key, arch, protocol, weights, profile, seed, data, results, device, log, recipe)
+
+
+def _retrain(key: str, arch: ArchConfig, protocol: str, weights: dict | None, profile: Profile, seed: int,
+             data: PreparedData, results: Path, device: Any, log: Callable[[str], None], recipe: Any) -> RunRecord:
+    import torch
+
+    from repro.models import build_model
+    from repro.train.trainer import TrainData, fit
+
+    records = results / RECORDS
     model_arch = arch.replace(num_classes=data.num_classes)
     torch.manual_seed(seed)
     model = build_model(model_arch)
@@ -364,6 +406,19 @@ def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile:
         write_record(records, record)
     barrier()
     return record
+
+
+def _locked(results: Path, name: str, what: str, log: Callable[[str], None]):
+    """The lock of a cell or shared artifact (``repro.lock``), held by rank 0 for the whole job under torchrun."""
+    return hold(results / LOCKS / f"{name}.lock", what, log) if is_main() else contextlib.nullcontext()
+
+
+def _found_by_all(records: Path, key: str) -> RunRecord | None:
+    """The record, if the process this one waited for made it; every rank takes rank 0's answer."""
+    found = find_record(records, key) if is_main() else None
+    if not broadcast_object(found is not None):
+        return None
+    return found if found is not None else find_record(records, key)
 
 
 def _state_hash(state: dict) -> str:

@@ -70,7 +70,20 @@ class RunRecord:
                          and f.default is MISSING and f.default_factory is MISSING)
         if unknown or missing:
             raise RecordError(f"{where}: unknown fields {unknown}, missing fields {missing}")
+        for name, kinds in _FIELD_TYPES.items():  # a hand-edited or foreign file: named, not a traceback later
+            value = data.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+                raise RecordError(f"{where}: {name}={value!r} must be {' or '.join(k.__name__ for k in kinds)}")
         return cls(**data)
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("key", "kind", "method", "variant", "family", "profile", "created"), (str,)),
+    **dict.fromkeys(("constraint", "arch", "profile_config", "dataset", "artifacts", "environment", "extra",
+                     "latency"), (dict,)),
+    **dict.fromkeys(("seed", "macs", "params", "epochs"), (int,)),
+    **dict.fromkeys(("macs_scaled", "top1", "top5", "search_seconds", "retrain_seconds"), (int, float)),
+}
 
 
 def record_path(folder: Path, record: RunRecord) -> Path:

@@ -8,6 +8,7 @@ Prints the table (Markdown by default) and, with ``--out`` (or ``--format all``)
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -34,9 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--skip-bad", action="store_true", help="render the other records when some are malformed")
     a = p.parse_args(argv)
     for name in ("flops_tol", "acc_tol", "latency_tol"):
-        if getattr(a, name) < 0:
-            p.error(f"--{name.replace('_', '-')}={getattr(a, name)} must be at least 0")
+        value = getattr(a, name)
+        if not (math.isfinite(value) and value >= 0):
+            print(f"error: --{name.replace('_', '-')}={value} must be a finite number of at least 0", file=sys.stderr)
+            return 2
     results = a.results or Path("results") / a.profile
+    if not (results / "records").is_dir():  # rendering nothing as "not run" would read as a finished table
+        print(f"error: no records in {results / 'records'}: run the table first (`nox -s reproduce_table{a.table}` "
+              f"or `python -m repro run-table {a.table}`), or pass --results the folder that holds them",
+              file=sys.stderr)
+        return 2
     try:
         view = build_view(a.table, results / "records", a.profile,
                           Tolerances(a.flops_tol, a.acc_tol, a.latency_tol), skip_bad=a.skip_bad)

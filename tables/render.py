@@ -23,6 +23,7 @@ Several seeds of one cell show as mean ± std (n).
 from __future__ import annotations
 
 import io
+import json
 import math
 import statistics
 from collections.abc import Iterable
@@ -50,6 +51,12 @@ class Tolerances:
     flops_rel: float = 0.02
     acc_points: float = 0.5
     latency_rel: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("flops_rel", "acc_points", "latency_rel"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):  # NaN turned every match into "outside"
+                raise ValueError(f"tolerance {name}={value!r} must be a finite number of at least 0")
 
     def describe(self) -> str:
         return (f"FLOPs: the wider of {self.flops_rel:.0%} and half a unit of the printed digit ({CONVENTION} "
@@ -124,6 +131,28 @@ def _records_had_gpu(frame: Any) -> bool:
     return any((env or {}).get("cuda_device") for env in frame["environment"])
 
 
+def _recipe(record: dict) -> str:
+    """What makes two records of a cell seeds of one measurement: the resolved profile, less its seeds and
+    where the data, loader workers and latency tables were."""
+    cfg = json.loads(json.dumps(record.get("profile_config") or {}, sort_keys=True, default=str))
+    cfg.pop("seeds", None)
+    for key in ("path", "workers"):
+        (cfg.get("data") or {}).pop(key, None)
+    (cfg.get("latency") or {}).pop("tables", None)
+    return json.dumps(cfg, sort_keys=True)
+
+
+def _one_recipe(records: list[dict]) -> tuple[list[dict], int]:
+    """The records of the recipe most of them share (ties: the newest), and how many others were left out."""
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(_recipe(r), []).append(r)
+    if len(groups) <= 1:
+        return records, 0
+    best = max(groups.values(), key=lambda g: (len(g), max(str(r.get("created")) for r in g)))
+    return best, len(records) - len(best)
+
+
 def _cell_records(frame: Any, family: str) -> list[dict]:
     if frame is None or not len(frame):
         return []
@@ -166,6 +195,11 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
             raise RecordError(f"{e} (pass --skip-bad to render the other records)") from e
     gpu = _records_had_gpu(frame) if gpu is None else gpu
     records = _cell_records(frame, family)
+    profiles = sorted({str(r.get("profile")) for r in records})
+    if records and profile not in profiles:
+        raise RecordError(f"the {family} records in {records_dir} are of the {', '.join(profiles)} profile, not "
+                          f"{profile!r}: pass --profile {profiles[0]}")
+    records = [r for r in records if r.get("profile") == profile]
     reported = [c for c in load_reported() if c.table == table]
     planned = {(c.subtable, c.group, c.row, c.column) for c in table_cells(table)}
     planned_rows = {key[:3] for key in planned}  # a row's optimization time: planned with its cells
@@ -186,6 +220,12 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
             want = column_constraint(c.subtable, c.column).to_dict()
             mine = [r for r in records if r["method"] == row.method and r["variant"] == row.variant
                     and _same_constraint(r, want)]
+        mine, others = _one_recipe(mine)
+        if others and c.metric != "optimization_time":
+            note = (f"{others} record(s) of {row.row} ({row.method}) at {row.column} left out: another recipe than "
+                    f"the {len(mine)} shown (records of one recipe are seeds of one measurement)")
+            if note not in skipped:
+                skipped.append(note)
         row.metrics[c.metric] = _metric(c, row, mine, want, tol, gpu, reported)
     return TableView(table, family, profile, tol, list(rows.values()), skipped)
 

@@ -15,7 +15,9 @@ CELL = ["run-cell", "--method", "uniform", "--variant", "channel", "--family", "
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file under ``root`` but the ``results`` folder the command was given."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "results" not in p.relative_to(root).parts}
 
 
 def _imagefolder(root: Path) -> Path:
@@ -69,6 +71,43 @@ CASES = {
 }
 
 
+def _jpegs(root: Path, classes: list[str], per_class: int = 3) -> Path:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / split / name / f"{i}.jpg")
+    return root
+
+
+def test_prepare_refuses_one_class_and_another_data_sets_folder(tmp_path, capsys):
+    from data_prep.__main__ import main as prep
+
+    one = _jpegs(tmp_path / "one", ["cats"])
+    assert prep(["prepare", "--imagefolder", str(one), "--out", str(tmp_path / "out1"), "--per-class", "1"]) == 2
+    assert "has 1 class(es) (cats): a classification data set needs at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "out1").exists()
+    a, b = _jpegs(tmp_path / "a", ["x", "y"]), _jpegs(tmp_path / "b", ["x", "y"])
+    out = tmp_path / "out"
+    assert prep(["prepare", "--imagefolder", str(a), "--out", str(out), "--per-class", "1", "--quiet"]) == 0
+    before = _tree(out)
+    assert prep(["prepare", "--imagefolder", str(b), "--out", str(out), "--per-class", "1", "--quiet"]) == 2
+    assert f"{out} holds a data set prepared from {a.resolve()}" in capsys.readouterr().err
+    assert _tree(out) == before
+
+
+def test_fewer_training_images_than_one_batch_is_refused(tmp_path, capsys):
+    from tests.conftest import make_tiny_data
+
+    data = make_tiny_data(tmp_path / "data", seed=3, train_per_class=6, per_class=2)
+    assert main([*CELL, "--data", str(data), "--results", str(tmp_path / "results"), "--quiet",
+                 "--train.batch_size=4096"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "has 96 training images, fewer than one batch of train.batch_size=4096 x 1 process(es)" in last
+
+
 def _foreign(root: Path) -> Path:
     root.mkdir(parents=True)
     (root / "thesis.tex").write_text("\\documentclass{article}")
@@ -103,3 +142,98 @@ def test_table_and_index_honour_the_seed(monkeypatch, capsys):
     assert main(["run-cell", "--table", "1", "--index", "0", "--seed", "5"]) == 0
     assert main(["run-cell", "--table", "1", "--index", "0"]) == 0
     assert seen == [5, 0]  # the given seed, else the listed cell's (the profile's first)
+
+
+def test_a_corrupt_checkpoint_is_set_aside_and_the_run_starts_again(tmp_path):
+    import torch
+
+    from repro.train.trainer import load_state, read_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, step=3, weights=torch.arange(1000.0))
+    assert read_checkpoint(path)["step"] == 3
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a kill -9 during a copy or a full disk
+    said: list[str] = []
+    assert load_state(path, torch.device("cpu"), {}, said.append) is None
+    assert not path.exists() and len(list(tmp_path.glob("last.pt.corrupt-*"))) == 1
+    assert said and "cannot be read" in said[0] and "set aside as last.pt.corrupt-" in said[0]
+    assert read_checkpoint(path) is None  # the next resume starts from scratch instead of failing again
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import repro.atomic
+    from repro.atomic import WriteFailed, atomic_write_bytes
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(repro.atomic.os, "fsync", full)
+    with pytest.raises(WriteFailed, match=r"could not write .*last.pt \(3 bytes\): the disk is full; nothing was "
+                                          r"left half-written"):
+        atomic_write_bytes(tmp_path / "last.pt", b"abc")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_and_eval_name_a_bad_weights_file(tmp_path, capsys):
+    import torch
+
+    from repro.arch import ArchConfig
+    from repro.models import build_model
+    from repro.train.trainer import save_checkpoint
+
+    arch = ArchConfig.uniform("mobilenet_v1", 0.25, 64)
+    (tmp_path / "arch.json").write_text(arch.to_json())
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, model=build_model(ArchConfig.uniform("mobilenet_v1", 0.5, 64, num_classes=16)).state_dict())
+    (tmp_path / "cut.pt").write_bytes(other.read_bytes()[:200])
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, model=build_model(arch.replace(num_classes=16)).state_dict())
+    export = ["export", "--arch", str(tmp_path / "arch.json"), "--out", str(tmp_path / "model.ts"), "--weights"]
+    for weights, says in [(tmp_path / "nowhere.pt", "nowhere.pt does not exist"),
+                          (tmp_path / "cut.pt", "cut.pt cannot be read"),
+                          (other, "other.pt is not of this architecture (mobilenet_v1 at 64 px, 16 classes)")]:
+        assert main([*export, str(weights)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and says in err.strip().splitlines()[-1], err
+        assert not (tmp_path / "model.ts").exists()
+    # a cell record's architecture (1000 classes) exports with the weights' own class count
+    assert main([*export, str(good)]) == 0 and (tmp_path / "model.ts").stat().st_size > 0
+    torch.jit.load(str(tmp_path / "model.ts"))
+
+
+def test_foreign_files_are_named_not_tracebacks(tmp_path):
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from data_prep.split import SPLIT_JSON, load_split
+    from repro.config import ConfigError
+    from repro.data.manifest import DataError
+    from repro.profiles import load_profile
+    from repro.results import RecordError, RunRecord, read_record, write_record
+
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- name: smoke\n")
+    with pytest.raises(ConfigError, match=r"list.yaml must be a mapping of profile keys .*not a list"):
+        load_profile(listed)
+    rec = RunRecord(key="k", kind="cell", method="uniform", variant="channel", family="mobilenet_v1", constraint={},
+                    arch={}, profile="smoke", profile_config={}, dataset={}, seed=0, top1=0.5)
+    path = write_record(tmp_path / "records", rec)
+    path.write_text(path.read_text().replace('"top1": 0.5', '"top1": "high"'))
+    with pytest.raises(RecordError, match=r"top1='high' must be int or float"):
+        read_record(path)
+    out = tmp_path / "split"
+    out.mkdir()
+    arrays = {"sub_train": np.array([0, 1, 2, 99]), "sub_eval": np.array([3])}  # 99: past the 5 images
+    meta = {"seed": 0, "per_class": 1, "listing_sha256": "x", "counts": {k: len(v) for k, v in arrays.items()},
+            "sha256": {}}
+    for name, a in arrays.items():
+        np.save(out / f"{name}.npy", a)
+        meta["sha256"][name] = hashlib.sha256((out / f"{name}.npy").read_bytes()).hexdigest()
+    (out / SPLIT_JSON).write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"sub_train.npy holds indices outside the 5 training images"):
+        load_split(out)

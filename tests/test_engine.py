@@ -166,6 +166,8 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tiny_data, tmp_path):
     assert state is not None and state["epoch"] == 0 and 0 < state["step"] < 6, "the run was not caught mid-epoch"
     resumed, out = _fit(tiny_data, ckpt)
     assert out["resumed"] is not None and out["resumed"]["epoch"] == 0
+    # the record's training time counts the interrupted part too, not only the resumed one
+    assert out["train_seconds"] > out["resumed"]["seconds_before"] > 0
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert out["top1"] == ref_out["top1"]

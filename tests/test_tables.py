@@ -84,12 +84,12 @@ def test_reported_data_equals_tables_md_cell_by_cell():
 
 def _record(tmp: Path, method: str, variant: str, constraint, seed: int = 0, top1: float | None = 0.5,
             macs_scaled: float | None = None, profile: str = "smoke", family: str = "mobilenet_v1",
-            latency: dict | None = None, name: str | None = None) -> None:
+            latency: dict | None = None, name: str | None = None, profile_config: dict | None = None) -> None:
     arch = ArchConfig.uniform(family, 0.5)
     write_record(tmp, RunRecord(
         key=name or f"{method}-{variant}-{constraint.kind}-{constraint.limit}-{seed}-{profile}", kind="cell",
         method=method, variant=variant, family=family, constraint=constraint.to_dict(), arch=arch.to_dict(),
-        profile=profile, profile_config={}, dataset={}, seed=seed,
+        profile=profile, profile_config=profile_config or {}, dataset={}, seed=seed,
         macs=None if macs_scaled is None else int(macs_scaled), macs_scaled=macs_scaled, top1=top1,
         latency=latency))
 
@@ -292,6 +292,24 @@ def test_cli_writes_every_format_and_the_plots(tmp_path):
     assert {"table1.md", "table1.tex", "table1.csv", "table1_flops.png", "table1_flops.pdf",
             "table1_gpu_latency.png"} <= names
     assert (results / "table1_flops.png").read_bytes()[:4] == b"\x89PNG"
-    bad = subprocess.run([sys.executable, "-m", "tables", "render", "--table", "1", "--acc-tol", "-1"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert bad.returncode == 2 and "--acc-tol=-1.0 must be at least 0" in bad.stderr
+    for flag, value, says in [("--acc-tol", "-1", "--acc-tol=-1.0 must be a finite number of at least 0"),
+                              ("--flops-tol", "nan", "--flops-tol=nan must be a finite number of at least 0"),
+                              ("--results", str(tmp_path / "nowhere"), f"no records in {tmp_path / 'nowhere'}")]:
+        bad = subprocess.run([sys.executable, "-m", "tables", "render", "--table", "1", "--results", str(results),
+                              flag, value], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert bad.returncode == 2 and says in bad.stderr, bad.stderr
+    wrong = subprocess.run([sys.executable, "-m", "tables", "render", "--table", "1", "--results", str(results),
+                            "--profile", "imagenet"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert wrong.returncode == 2 and "are of the smoke profile, not 'imagenet': pass --profile smoke" in wrong.stderr
+
+
+def test_records_of_another_recipe_are_not_averaged_as_seeds(tmp_path):
+    """A 1-epoch and a 3-epoch record of one cell are two measurements, not two seeds of one."""
+    c = column_constraint("flops", "330M")
+    for seed, top1 in enumerate((0.40, 0.44)):
+        _record(tmp_path, "uniform", "channel", c, seed=seed, top1=top1, macs_scaled=325.4e6)
+    _record(tmp_path, "uniform", "channel", c, seed=2, top1=0.10, macs_scaled=325.4e6,
+            profile_config={"train": {"epochs": 1}})
+    view = _view(tmp_path)
+    assert _cell(view, "flops", "Channel", "330M", "top1").ours == "42.0 ± 2.8% (n=2) (proxy)"
+    assert any("1 record(s) of Channel (uniform) at 330M left out: another recipe" in s for s in view.skipped)

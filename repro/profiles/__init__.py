@@ -136,6 +136,9 @@ def load_profile(name_or_path: str | Path, overrides: list[str] | None = None) -
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping of profile keys (name, data, train, ...), not a "
+                          f"{type(data).__name__}")
     data = apply_overrides(data or {}, list(overrides or []))
     try:
         return from_mapping(Profile, data)

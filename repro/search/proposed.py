@@ -253,9 +253,9 @@ def _resume(ckpt: Path, device: torch.device, parts: dict[str, Any], world: int,
             log: Callable[[str], None]) -> tuple[JointState | None, float]:
     """The joint run's state and the seconds spent before an interruption, restored into ``parts`` from the
     search's checkpoint; (None, 0) without one. A checkpoint of another process count or length is refused."""
-    if not ckpt.is_file():
+    saved = load_state(ckpt, device, parts, log)
+    if saved is None:
         return None, 0.0
-    saved = load_state(ckpt, device, parts)
     if (saved.get("world"), saved.get("total")) != (world, total):
         raise ValueError(f"{ckpt} was written by a run of {saved.get('total')} weight steps on "
                          f"{saved.get('world')} process(es); this one has {total} on {world}: resume with the "

@@ -27,7 +27,7 @@ from repro.method import Context, SearchResult, TrainedNetwork
 from repro.models import build_model
 from repro.models.prune import consumers, select_channels
 from repro.train.subsets import SubsetData, finetune
-from repro.train.trainer import rng_state, save_checkpoint, set_rng_state
+from repro.train.trainer import read_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -220,8 +220,8 @@ class PruningSearch:
     def resume(self, progress: str, **fresh: Any) -> dict[str, Any]:
         """The state an interrupted search saved (logged with ``progress``, formatted with it), or a fresh one:
         the full network's architecture and weights, no time spent, and ``fresh``."""
-        if self.state_path.is_file():
-            st = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        st = read_checkpoint(self.state_path, log=self.ctx.log)
+        if st is not None:
             set_rng_state(st.pop("rng"))  # what the search draws next (AutoPruner's new gates) as if uninterrupted
             self.ctx.log(f"{self.title}: resumed {progress.format(**st)} ({self.state_path})")
             return st

@@ -156,9 +156,31 @@ def save_state(path: Path, parts: dict[str, Any], **extra: Any) -> None:
     save_checkpoint(path, **{name: part.state_dict() for name, part in parts.items()}, rng=rng_state(), **extra)
 
 
-def load_state(path: Path, device: torch.device, parts: dict[str, Any]) -> dict[str, Any]:
-    """Restore a ``save_state`` checkpoint into ``parts`` and the RNG states; return the whole checkpoint."""
-    state = torch.load(path, map_location=device, weights_only=False)
+def read_checkpoint(path: Path, device: torch.device | str = "cpu",
+                    log: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or None when there is none or it cannot be read: a truncated or corrupt file
+    is set aside (renamed ``<name>.corrupt-<time>``, named in the log) and the run starts that part again,
+    instead of every resume failing on it until it is deleted by hand."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - whatever makes it unreadable, it is set aside, never half-used
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        log(f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e)[:120]}); set aside as {aside.name}, "
+            f"starting this part again")
+        return None
+
+
+def load_state(path: Path, device: torch.device, parts: dict[str, Any],
+               log: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """Restore a ``save_state`` checkpoint into ``parts`` and the RNG states; return the whole checkpoint (None:
+    no readable checkpoint, see ``read_checkpoint``)."""
+    state = read_checkpoint(path, device, log)
+    if state is None:
+        return None
     for name, part in parts.items():
         part.load_state_dict(state[name])
     set_rng_state(state["rng"])
@@ -212,18 +234,19 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
 
     start_epoch = start_step = 0
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT
-    resumed = None
-    if ckpt is not None and ckpt.is_file():
-        state = load_state(ckpt, device, parts)
+    resumed, earlier = None, 0.0
+    state = None if ckpt is None else load_state(ckpt, device, parts, log)
+    if state is not None:
         start_epoch, start_step = state["epoch"], state["step"]
-        resumed = {"epoch": start_epoch, "step": start_step}
+        earlier = float(state.get("seconds", 0.0))  # training time before the interruption
+        resumed = {"epoch": start_epoch, "step": start_step, "seconds_before": earlier}
         if rank == 0:
             log(f"resumed from {ckpt} at epoch {start_epoch}, step {start_step}")
 
     def checkpoint(epoch: int, step: int) -> None:
         if ckpt is not None and rank == 0:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
-            save_state(ckpt, parts, epoch=epoch, step=step)
+            save_state(ckpt, parts, epoch=epoch, step=step, seconds=earlier + time.perf_counter() - start)
         barrier()
 
     start = time.perf_counter()
@@ -258,9 +281,9 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
         last_train_loss = epoch_loss / max(1, epoch_images)
         if rank == 0:
             log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {last_train_loss:.4f} (this rank's batches)")
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start  # this process's part; train_seconds counts the interrupted ones too
     metrics = evaluate_distributed(model, val_loader, normalize, dtype, resolution=resize)
-    return {**metrics, "train_loss": last_train_loss, "train_seconds": seconds, "train_images": images,
+    return {**metrics, "train_loss": last_train_loss, "train_seconds": earlier + seconds, "train_images": images,
             "epochs": cfg.epochs, "resolution": resolution, "resumed": resumed, "loading": plan.reason,
             "images_per_second": images / seconds if seconds > 0 else None}
 
