@@ -140,6 +140,19 @@ class NetAdapt(Method[NetAdaptConfig]):
     config_type = NetAdaptConfig
     constraint_kinds = ("flops", "gpu_latency", "cpu_latency")
 
+    def cheapest(self, family: str, variant: str, config: NetAdaptConfig) -> ArchConfig:
+        """The full network with every layer it simplifies at its narrowest width (``current - k * step >= 1``)."""
+        from repro.models.prune import group_of
+
+        arch = ArchConfig.canonical(family)
+        widths = list(arch.widths)
+        for slot in layers(arch):
+            narrowest = arch.widths[slot] - (arch.widths[slot] - 1) // config.channel_step * config.channel_step
+            group = next((g for g in arch.spec.ties if group_of(arch, slot) in g), (slot,))
+            for i in group:
+                widths[i] = narrowest
+        return arch.replace(widths=tuple(widths))
+
     def search(self, ctx: Context[NetAdaptConfig]) -> SearchResult:
         from repro.models import build_model
         from repro.train.subsets import finetune

@@ -51,9 +51,22 @@ def _flops(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-def _profile_and_results(args: argparse.Namespace, overrides: list[str]):
-    from pathlib import Path
+def _require_writable(folder: Path) -> None:
+    """Refuse a results folder that cannot be written before any work (an epoch trained into a read-only
+    folder was lost at its first checkpoint). A real write, since root ignores file modes."""
+    from repro.atomic import atomic_write_bytes
 
+    probe = folder / ".write-check"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(probe, b"")
+        probe.unlink()
+    except OSError as e:
+        why = getattr(e, "strerror", None) or str(e)
+        raise ValueError(f"--results {folder} cannot be written ({why}): pass a writable folder") from None
+
+
+def _profile_and_results(args: argparse.Namespace, overrides: list[str]):
     from repro.config import ConfigError
     from repro.discover import check_methods
     from repro.profiles import load_profile
@@ -67,6 +80,8 @@ def _profile_and_results(args: argparse.Namespace, overrides: list[str]):
         raise ConfigError(f"--data.workers={profile.data.workers} is more than this machine's {cores} cores: give "
                           f"at most {cores} (0 uses them all; a profile's own number is capped at the cores)")
     results = Path(args.results) if args.results else Path("results") / profile.name
+    if args.command in ("run-table", "run-cell") and not getattr(args, "list", False):
+        _require_writable(results)
     return profile, results
 
 
@@ -358,4 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except WriteFailed as e:  # disk full, read-only folder: the file and the fix, no traceback
         print(f"error: {e.strerror}", file=sys.stderr)
+        return 2
+    except PermissionError as e:  # a file written by a library (TorchScript, ONNX, a plot) into a read-only folder
+        print(f"error: cannot write {e.filename or ''}: {e.strerror}; choose a writable folder", file=sys.stderr)
         return 2

@@ -112,15 +112,26 @@ class SearchStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         return self.folder / name
 
-    def load(self) -> SearchResult | None:
-        """The finished search's result, or None."""
+    def load(self, log: Callable[[str], None] = print) -> SearchResult | None:
+        """The finished search's result, or None. A result file that cannot be read whole (truncated, missing a
+        key) is set aside as ``result.pt.corrupt-<time>`` with a line saying so, and the search runs again."""
+        import time
+
         import torch
 
         done = self.folder / RESULT
         if not done.is_file():
             return None
-        saved = torch.load(done, map_location="cpu", weights_only=False)
-        return SearchResult(ArchConfig.from_dict(saved["arch"]), saved["weights"], saved["info"], saved["seconds"])
+        try:
+            saved = torch.load(done, map_location="cpu", weights_only=False)
+            return SearchResult(ArchConfig.from_dict(saved["arch"]), saved["weights"], saved["info"],
+                                saved["seconds"])
+        except Exception as e:  # noqa: BLE001 - whatever makes it unreadable, it is set aside, never half-used
+            aside = done.with_name(f"{RESULT}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            done.replace(aside)
+            log(f"search result {done} cannot be read ({type(e).__name__}: {str(e)[:120]}); set aside as "
+                f"{aside.name}, searching again")
+            return None
 
     def save(self, result: SearchResult) -> None:
         """Write the result (``result.pt``, and ``result.json`` for people), atomically."""

@@ -281,7 +281,7 @@ def search(method: Method, variant: str, family: str, constraint: Constraint, pr
     latency = device_key(profile.latency.settings_for(constraint.kind)) if constraint.is_latency else None
     key = search_key(method.name, variant, family, constraint, to_mapping(cfg), profile, seed, data, latency)
     store = SearchStore(results / SEARCHES, key)
-    found = store.load()
+    found = store.load(log)
     if found is not None:
         log(f"{method.name} search already done: {store.folder} ({found.seconds:.0f} s when it ran)")
         return found

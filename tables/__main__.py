@@ -56,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     view.notes = table_notes(a.table)
     out = a.out or (results if a.format == "all" else None)
     if out is not None:
-        for path in write_all(view, out, plots=not a.no_plots):
-            print(f"wrote {path}", file=sys.stderr)
+        try:
+            for path in write_all(view, out, plots=not a.no_plots):
+                print(f"wrote {path}", file=sys.stderr)
+        except OSError as e:  # a read-only or full folder: which file, why, what to do
+            print(f"error: {getattr(e, 'strerror', None) or e} (writing the table into {out}: pass --out a "
+                  f"writable folder)", file=sys.stderr)
+            return 2
     print(render(view, "md" if a.format == "all" else a.format), end="")
     return 0
 

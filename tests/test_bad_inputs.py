@@ -65,6 +65,9 @@ CASES = {
     "a limit below the proposed space": (lambda t: ["run-cell", "--method", "proposed", "--variant", "channel",
                                                     "--family", "mobilenet_v2", "--flops", "5M"],
                                          r"5M is below the cheapest mobilenet_v2 network proposed channel can make"),
+    "a limit below every NetAdapt network": (lambda t: ["run-cell", "--method", "netadapt", "--variant", "channel",
+                                                       "--family", "mobilenet_v1", "--flops", "1M"],
+                                             r"1M is below the cheapest mobilenet_v1 network netadapt channel can"),
     "cell flags beside --table/--index": (lambda t: ["run-cell", "--table", "1", "--index", "0", "--method",
                                                      "uniform", "--flops", "1G"],
                                           r"--table/--index name the whole cell; drop --method, --flops"),
@@ -237,3 +240,51 @@ def test_foreign_files_are_named_not_tracebacks(tmp_path):
     (out / SPLIT_JSON).write_text(json.dumps(meta))
     with pytest.raises(DataError, match=r"sub_train.npy holds indices outside the 5 training images"):
         load_split(out)
+
+
+def test_a_results_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import repro.atomic
+
+    def read_only(path, data):  # root ignores file modes: the refusal is injected
+        raise repro.atomic.WriteFailed(13, f"could not write {path}: Permission denied")
+
+    monkeypatch.setattr(repro.atomic, "atomic_write_bytes", read_only)
+    monkeypatch.chdir(tmp_path)
+    assert main([*CELL, "--results", str(tmp_path / "ro"), "--quiet"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"error: --results {tmp_path / 'ro'} cannot be written") and "writable folder" in last
+    assert not (tmp_path / "results").exists()  # no data set made, nothing trained
+
+
+def test_an_unreadable_search_result_is_set_aside_and_searched_again(tmp_path):
+    import torch
+
+    from repro.arch import ArchConfig
+    from repro.method import SearchResult, SearchStore
+
+    store = SearchStore(tmp_path / "searches", "abc")
+    store.save(SearchResult(ArchConfig.canonical("mobilenet_v1"), info={"x": 1}, seconds=2.0))
+    assert store.load().info == {"x": 1}
+    torch.save({"arch": {}}, store.folder / "result.pt")  # readable, but not a whole result
+    said: list[str] = []
+    assert store.load(said.append) is None
+    assert said and "cannot be read (" in said[0] and list(store.folder.glob("result.pt.corrupt-*"))
+
+
+def test_render_into_a_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    import repro.atomic
+    from repro.results import RunRecord, write_record
+    from tables.__main__ import main as render
+
+    write_record(tmp_path / "records", RunRecord(
+        key="k", kind="cell", method="uniform", variant="channel", family="mobilenet_v1",
+        constraint={"kind": "flops", "limit": 330e6}, arch={}, profile="smoke", profile_config={}, dataset={},
+        seed=0, top1=0.5))
+
+    def read_only(path, text):
+        raise repro.atomic.WriteFailed(13, f"could not write {path}: Permission denied")
+
+    monkeypatch.setattr(repro.atomic, "atomic_write_text", read_only)
+    assert render(["render", "--table", "1", "--results", str(tmp_path), "--format", "all", "--no-plots"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"error: could not write {tmp_path / 'table1.md'}") and "writable folder" in last
