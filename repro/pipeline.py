@@ -41,6 +41,7 @@ from repro.hardware import environment, now
 from repro.keys import input_key
 from repro.lock import hold
 from repro.method import (
+    SEARCHES,
     Artifact,
     Context,
     Method,
@@ -55,7 +56,7 @@ from repro.reference import reference_arch
 from repro.results import RunRecord, find_record, record_path, write_record
 from repro.train.trainer import seed_everything
 
-RECORDS, CHECKPOINTS, WEIGHTS, SEARCHES, LOCKS = "records", "checkpoints", "weights", "searches", "locks"
+RECORDS, CHECKPOINTS, WEIGHTS, LOCKS = "records", "checkpoints", "weights", "locks"
 
 
 def data_folder(profile: Profile, root: Path = Path(".")) -> Path:
@@ -287,8 +288,8 @@ def search(method: Method, variant: str, family: str, constraint: Constraint, pr
         return found
     if not method.distributed:
         require_single_process(f"{method.name}'s search")
+    check_feasible(method, variant, family, constraint, profile)  # before the latency table measures the limit
     budget = make_budget(constraint, family, table)
-    check_feasible(method, variant, family, constraint, profile)
     seed_everything(seed)  # a search's random draws follow from its seed, not from what ran before it here
     ctx = Context(family, variant, constraint, cfg, budget, store, profile, seed, data,
                   PipelineShared(profile, seed, data, results, device, log), results, device, log, quiet)
@@ -349,8 +350,6 @@ def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile:
                  log: Callable[[str], None] = print, recipe: Any = None) -> RunRecord:
     """Train ``arch`` as ``protocol`` says (with ``recipe``, by default the profile's for the family), once per
     distinct input; its own record (kind "retrain")."""
-
-
     recipe = profile.train_for(arch.family) if recipe is None else recipe
     images = sum(data.manifest["counts"]["train"].values())
     if images < recipe.batch_size * world_size():  # no full batch: zero steps, and a record of an untrained net

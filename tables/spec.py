@@ -68,10 +68,6 @@ def row_spec(table: int, subtable: str, group: str, row: str) -> RowSpec:
                    f"tables/reported/rows.csv")
 
 
-def row_method(table: int, subtable: str, group: str, row: str) -> tuple[str, str]:
-    spec = row_spec(table, subtable, group, row)
-    return spec.method, spec.variant
-
 
 def column_constraint(subtable: str, column: str) -> Constraint:
     if subtable == "flops":
@@ -116,7 +112,7 @@ def table_cells(table: int, all_cells: bool = False) -> list[Cell]:
     for (subtable, group, row, column), reported in seen.items():
         if not (reported or all_cells or subtable in silent):
             continue
-        method, variant = row_method(table, subtable, group, row)
-        cells.append(Cell(table, subtable, group, row, column, method, variant, FAMILY_OF_TABLE[table],
+        spec = row_spec(table, subtable, group, row)
+        cells.append(Cell(table, subtable, group, row, column, spec.method, spec.variant, FAMILY_OF_TABLE[table],
                           column_constraint(subtable, column), reported))
     return cells
