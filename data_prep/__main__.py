@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the images' scale as a fraction of ImageNet's 224 (224 for ImageNet)")
     t = sub.add_parser("tiny", help="make the embedded data set and prepare it")
     t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="draws the images and the split")
+    t.add_argument("--per-class", type=int, default=50, help="sub-eval images per class (paper: 50)")
     t.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     try:
@@ -60,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from data_prep import tiny
 
-            made = tiny.write_imagefolder(a.out / "imagefolder", a.seed, quiet=a.quiet)
-            print(f"tiny: {made} new images in {a.out / 'imagefolder'}")
-            prepare(a.out / "imagefolder", a.out, 50, a.seed, WriteParams(), None, tiny.BASE_RESOLUTION,
-                    quiet=a.quiet)
+            tiny.prepare_tiny(a.out, a.seed, a.per_class, quiet=a.quiet)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

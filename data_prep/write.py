@@ -10,6 +10,7 @@ checksum still match the manifest, and rewrites anything else (an interrupted wr
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -94,16 +95,17 @@ def write_beton(listing: Listing, path: Path, params: WriteParams, workers: int 
         "label": IntField(),
     }
     writer = DatasetWriter(str(partial), fields, num_workers=workers or os.cpu_count() or 1)
-    previous = os.environ.get("TQDM_DISABLE")
-    if quiet or not sys.stderr.isatty():  # FFCV's writer draws its own tqdm bar; tqdm reads TQDM_* defaults
-        os.environ["TQDM_DISABLE"] = "1"
+    import ffcv.writer
+
+    # FFCV's writer draws its own tqdm bar; TQDM_DISABLE is read when tqdm is imported, so it is too late
+    # here: the bar is silenced through the name the writer module calls
+    bar = ffcv.writer.tqdm
+    if quiet or not sys.stderr.isatty():
+        ffcv.writer.tqdm = functools.partial(bar, disable=True)
     try:
         writer.from_indexed_dataset(_Images(listing, errors), chunksize=100)
     finally:
-        if previous is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous
+        ffcv.writer.tqdm = bar
     if errors.exists():
         lines = errors.read_text().splitlines()
         partial.unlink(missing_ok=True)

@@ -78,22 +78,23 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
         if source is None:
             raise DataError(f"no prepared data set in {folder}: run `python -m data_prep prepare --imagefolder "
                             f"DIR --out {folder}` or set data.source in the profile")
-        from data_prep.write import WriteParams, prepare
-
+        per_class = 50 if profile.data.per_class is None else profile.data.per_class
+        split_seed = 0 if profile.data.split_seed is None else profile.data.split_seed
         if source == "tiny":
-            from data_prep import tiny
+            from data_prep.tiny import prepare_tiny
 
             log(f"making the embedded data set in {folder}")
-            tiny.write_imagefolder(folder / "imagefolder", profile.data.split_seed, quiet=quiet)
-            manifest = prepare(folder / "imagefolder", folder, profile.data.per_class, profile.data.split_seed,
-                               WriteParams(), None, tiny.BASE_RESOLUTION, quiet=quiet, log=log)
+            manifest = prepare_tiny(folder, split_seed, per_class, quiet=quiet, log=log)
         else:
-            manifest = prepare(Path(source), folder, profile.data.per_class, profile.data.split_seed,
-                               WriteParams(), profile.data.devkit, quiet=quiet, log=log)
+            from data_prep.write import WriteParams, prepare
+
+            manifest = prepare(Path(source), folder, per_class, split_seed, WriteParams(), profile.data.devkit,
+                               quiet=quiet, log=log)
     if is_main():
         barrier()
     for name in ("train", "val"):
         check_beton(folder, name, manifest)
+    _check_split(folder, manifest, profile)
     if len(manifest["classes"]) < 2:
         raise DataError(f"{folder} has {len(manifest['classes'])} class: a classification data set needs at least 2 "
                         f"(prepare it again from an ImageFolder with two or more class folders)")
@@ -101,6 +102,20 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
 
     split = load_split(folder, manifest["listing_sha256"]["train"])
     return PreparedData(folder, manifest, split.sub_train, split.sub_eval)
+
+
+def _check_split(folder: Path, manifest: dict[str, Any], profile: Profile) -> None:
+    """A profile that states its split (``data.per_class``, ``data.split_seed``) runs only on data split so:
+    the split is the data set's, drawn when it was prepared, and a setting that changed nothing would be
+    recorded as if it had."""
+    split = manifest.get("split", {})
+    for key, ours in (("per_class", profile.data.per_class), ("split_seed", profile.data.split_seed)):
+        theirs = split.get("per_class" if key == "per_class" else "seed")
+        if ours is not None and ours != theirs:
+            raise DataError(f"data.{key}={ours}, but {folder} was prepared with {key}={theirs}: a data set keeps "
+                            f"the split it was prepared with. Prepare one with that split into another folder "
+                            f"(`python -m data_prep prepare --per-class N --seed S --out DIR`, then --data DIR), "
+                            f"or drop the setting to run on this split")
 
 
 # what data_prep writes into a prepared folder (and the embedded set's source tree): a folder holding anything
@@ -180,7 +195,9 @@ def cell_key(method: str, variant: str, family: str, constraint: Constraint, pro
              data: PreparedData) -> str:
     settings = to_mapping(profile)
     # where the data lies and how many loader workers read it do not change a result
-    settings["data"] = {k: v for k, v in settings["data"].items() if k not in ("path", "workers")}
+    # nor how it was made: the data's identity (its files and split) stands for its content
+    settings["data"] = {k: v for k, v in settings["data"].items()
+                        if k not in ("path", "workers", "source", "devkit", "per_class", "split_seed")}
     # how latency is measured changes latency cells only (and where the tables lie, none)
     settings.pop("latency", None)
     # another family's recipe changes do not change this cell

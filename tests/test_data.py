@@ -275,6 +275,40 @@ def test_tiny_is_deterministic(tmp_path):
     assert json.loads((a / "tiny.json").read_text())["seed"] == 5
 
 
+def test_the_embedded_set_is_byte_identical_whichever_command_makes_it(tmp_path, capsys):
+    """``data_prep tiny`` and a smoke run's own build write the same files, so the cells they key agree (FFCV's
+    writer with two processes laid pages out in the order they finished: other bytes, other cache keys)."""
+    import hashlib
+
+    from data_prep.__main__ import main as prep
+    from repro.pipeline import prepare_data
+    from repro.profiles import load_profile
+
+    assert prep(["tiny", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    data = prepare_data(load_profile("smoke", [f"--data.path={tmp_path / 'run'}"]), quiet=True, log=lambda s: None)
+    made = ["train.beton", "val.beton", "sub_train.npy", "sub_eval.npy"]
+    digests = [{f: hashlib.sha256((d / f).read_bytes()).hexdigest() for f in made}
+               for d in (tmp_path / "cli", data.folder)]
+    assert digests[0] == digests[1]
+    assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["betons"] == data.manifest["betons"]
+
+
+def test_a_profile_split_other_than_the_data_sets_is_refused(tmp_path):
+    from repro.pipeline import prepare_data
+    from repro.profiles import load_profile
+    from tests.conftest import make_tiny_data
+
+    folder = make_tiny_data(tmp_path / "data", seed=3, train_per_class=4, per_class=2)
+    assert prepare_data(load_profile("smoke", [f"--data.path={folder}"]), quiet=True).sub_eval.size == 32
+    for setting, says in [("--data.per_class=10", "data.per_class=10, but .* was prepared with per_class=2"),
+                          ("--data.split_seed=7", "data.split_seed=7, but .* was prepared with split_seed=0")]:
+        with pytest.raises(DataError, match=says + ": a data set keeps the split it was prepared with"):
+            prepare_data(load_profile("smoke", [f"--data.path={folder}", setting]), quiet=True)
+    # the imagenet profile states the paper's split (50 per class), and holds a data set to it
+    with pytest.raises(DataError, match="data.per_class=50, but"):
+        prepare_data(load_profile("imagenet", [f"--data.path={folder}"]), quiet=True)
+
+
 def test_cli_errors_are_one_line(tmp_path):
     import subprocess
     import sys

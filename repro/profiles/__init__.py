@@ -23,8 +23,10 @@ class DataConfig:
     # how to make it when it is missing: "tiny" (the embedded set) or an ImageFolder root to prepare
     source: str | None = None
     devkit: str | None = None
-    per_class: int = 50  # sub-eval images per class (paper: 50)
-    split_seed: int = 0
+    # the sub-eval split: used when this profile makes its data set (unset: the paper's 50 per class, seed 0);
+    # set, a prepared data set split otherwise is refused (a data set keeps the split it was prepared with)
+    per_class: int | None = None
+    split_seed: int | None = None
     workers: int = 0  # loader workers per process; 0 = all cores of the process
     # "direct": the loader decodes at each network's resolution (one compiled FFCV pipeline per resolution);
     # "base": it decodes at the data set's base resolution (larger only for networks above it) and batches
@@ -33,8 +35,10 @@ class DataConfig:
     decode: Literal["direct", "base"] = "direct"
 
     def __post_init__(self) -> None:
-        if self.per_class < 1:
+        if self.per_class is not None and self.per_class < 1:
             raise ConfigError(f"data.per_class={self.per_class} must be at least 1")
+        if self.split_seed is not None and self.split_seed < 0:
+            raise ConfigError(f"data.split_seed={self.split_seed} must be 0 or more")
         if self.decode not in ("direct", "base"):
             raise ConfigError(f"data.decode={self.decode!r} must be 'direct' or 'base'")
 
