@@ -90,6 +90,20 @@ def prunable(arch: ArchConfig) -> list[tuple[int, str]]:
     return out
 
 
+def round_channels(channels: float, r: int) -> int:
+    """``channels`` rounded up to a multiple of ``r`` (at least ``r``): their ``channel_round``."""
+    return max(r, int(np.ceil(channels / r - 1e-9)) * r)
+
+
+def at_lower_bound(arch: ArchConfig, cfg: AMCConfig) -> ArchConfig:
+    """``arch`` with every prunable layer at the agent's smallest action (``lbound`` of its channels, rounded):
+    the cheapest network an episode can end in."""
+    widths = list(arch.widths)
+    for slot, _ in prunable(arch):
+        widths[slot] = min(arch.widths[slot], round_channels(cfg.lbound * arch.widths[slot], cfg.channel_round))
+    return arch.replace(widths=tuple(widths))
+
+
 class Features:
     """Inputs and outputs of each reading layer of the original network at sampled positions."""
 
@@ -155,7 +169,7 @@ class ChannelPruningEnv:
         # full network's cost (their channel_pruning_env: reduced / org_flops, rest / org_flops, last action)
         self.embedding = normalize_embeddings(np.array(rows, dtype=np.float64))
         self.full_cost = float(budget.cost(arch))
-        lowest = self._widths_at(0, [self._round(self.cfg.lbound * c) for c in self.channels])
+        lowest = at_lower_bound(arch, cfg)
         if self.budget.cost(lowest) > self.budget.limit:
             raise ValueError(f"AMC cannot meet {budget.format(budget.limit)}: every prunable layer at lbound="
                              f"{cfg.lbound} still costs {budget.format(budget.cost(lowest))}")
@@ -170,8 +184,7 @@ class ChannelPruningEnv:
         return float(count_macs(self.arch) - count_macs(self.arch.replace(widths=tuple(widths)))) * 2
 
     def _round(self, channels: float) -> int:
-        r = self.cfg.channel_round
-        return max(r, int(np.ceil(channels / r - 1e-9)) * r)
+        return round_channels(channels, self.cfg.channel_round)
 
     def _widths_at(self, t: int, chosen: list[int]) -> ArchConfig:
         widths = list(self.arch.widths)
@@ -242,6 +255,9 @@ class AMC(Method[AMCConfig]):
     retrain = "finetune"
     config_type = AMCConfig
     families = ("mobilenet_v1", "mobilenet_v2")  # ResNet-50: the ResNet baselines issue
+
+    def cheapest(self, family: str, variant: str, config: AMCConfig) -> ArchConfig:
+        return at_lower_bound(ArchConfig.canonical(family), config)
 
     def search(self, ctx: Context[AMCConfig]) -> SearchResult:
         from tqdm import tqdm

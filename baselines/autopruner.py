@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.arch import ArchConfig, family_spec
-from repro.method import Context, Method, SearchResult
+from repro.method import Context, SearchResult
 from repro.registry import register
-from repro.train.reconstruct import PruningSearch
+from repro.train.reconstruct import BottleneckPruning, PruningSearch
 from repro.train.subsets import SubsetData
 
 
@@ -181,12 +181,17 @@ def keep_highest(codes: torch.Tensor, scores: torch.Tensor, count: int) -> torch
 
 
 @register
-class AutoPruner(Method[AutoPrunerConfig]):
+class AutoPruner(BottleneckPruning[AutoPrunerConfig]):
     name = "autopruner"
     variants = ("channel",)
     retrain = "finetune"
     config_type = AutoPrunerConfig
     families = ("resnet50",)
+
+    def skipped(self, family: str) -> tuple[int, ...]:
+        """The network's last bottleneck, which AutoPruner does not prune (the module docstring)."""
+        last = family_spec(family).blocks[-1]
+        return last.slot("conv1"), last.slot("conv2")
 
     def search(self, ctx: Context[AutoPrunerConfig]) -> SearchResult:
         from repro.data import resize_batch
@@ -195,8 +200,7 @@ class AutoPruner(Method[AutoPrunerConfig]):
         from repro.train.trainer import build_scheduler, make_optimizer, make_precision
 
         family, cfg = ctx.family, ctx.config
-        last = family_spec(family).blocks[-1]
-        search = PruningSearch.open(ctx, self.name, skip=(last.slot("conv1"), last.slot("conv2")))
+        search = PruningSearch.open(ctx, self.name, skip=self.skipped(family))
         arch0, slots, ratio, goal = search.arch0, search.slots, search.ratio, search.goal
         spec = arch0.spec
         recipe = ctx.profile.train_for(family, cfg.gate_train, f"methods.{self.name}.gate_train")

@@ -26,9 +26,10 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from repro.method import Context, Method, SearchResult
+from repro.method import Context, SearchResult
 from repro.registry import register
 from repro.train.reconstruct import (
+    BottleneckPruning,
     LayerChoice,
     LayerwiseConfig,
     Samples,
@@ -140,7 +141,7 @@ def make_choose(cfg: CPConfig):
 
 
 @register
-class CP(Method[CPConfig]):
+class CP(BottleneckPruning[CPConfig]):
     name = "cp"
     variants = ("channel",)
     retrain = "finetune"

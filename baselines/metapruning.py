@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from repro.arch import ArchConfig
 from repro.method import Context, Method, SearchResult
 from repro.registry import register
 
@@ -219,6 +220,13 @@ class MetaPruning(Method[MetaPruningConfig]):
     retrain = "scratch"
     config_type = MetaPruningConfig
     families = ("mobilenet_v1", "mobilenet_v2", "resnet50")
+
+    def cheapest(self, family: str, variant: str, config: MetaPruningConfig) -> ArchConfig:
+        """Every gene at the smallest channel scale (0.10)."""
+        from baselines.metapruning_net import encoding
+
+        enc = encoding(family)
+        return enc.decode((0,) * enc.size)
 
     def search(self, ctx: Context[MetaPruningConfig]) -> SearchResult:
         from baselines.metapruning_net import SCALES, encoding

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from repro.method import Context, Method, SearchResult
+from repro.method import Context, SearchResult
 from repro.registry import register
-from repro.train.reconstruct import PruningSearch
+from repro.train.reconstruct import BottleneckPruning, PruningSearch
 from repro.train.subsets import SubsetData
 
 
@@ -61,7 +61,7 @@ def soft_prune(model: torch.nn.Module, keep: dict[str, int]) -> dict[str, list[i
 
 
 @register
-class SFP(Method[SFPConfig]):
+class SFP(BottleneckPruning[SFPConfig]):
     name = "sfp"
     variants = ("channel",)
     retrain = "finetune"

@@ -21,9 +21,10 @@ from typing import ClassVar
 
 import torch
 
-from repro.method import Context, Method, SearchResult
+from repro.method import Context, SearchResult
 from repro.registry import register
 from repro.train.reconstruct import (
+    BottleneckPruning,
     LayerChoice,
     LayerwiseConfig,
     Samples,
@@ -104,7 +105,7 @@ def choose(samples: Samples, weight: torch.Tensor, keep: int, gen: torch.Generat
 
 
 @register
-class ThiNet(Method[ThiNetConfig]):
+class ThiNet(BottleneckPruning[ThiNetConfig]):
     name = "thinet"
     variants = ("channel",)
     retrain = "finetune"

@@ -68,6 +68,16 @@ CASES = {
     "a limit below every NetAdapt network": (lambda t: ["run-cell", "--method", "netadapt", "--variant", "channel",
                                                        "--family", "mobilenet_v1", "--flops", "1M"],
                                              r"1M is below the cheapest mobilenet_v1 network netadapt channel can"),
+    "a split the data set was not prepared with": (
+        lambda t: [*CELL, "--data", str(_prepared(t / "data")), "--data.per_class=10"],
+        r"data.per_class=10, but .*data was prepared with per_class=2: a data set keeps the split it was prepared "
+        r"with. Prepare one with that split into another folder"),
+    **{f"a limit below every {m} network": (
+        lambda t, m=m, f=f, lim=lim: ["run-cell", "--method", m, "--variant", "channel", "--family", f, "--flops", lim],
+        rf"{lim} is below the cheapest {f} network {m} channel can make \([\d,.]+[MG]? ?MACs?\)")
+       for m, f, lim in [("amc", "mobilenet_v1", "20M"), ("metapruning", "mobilenet_v2", "10M"),
+                         ("thinet", "resnet50", "400M"), ("cp", "resnet50", "400M"), ("sfp", "resnet50", "400M"),
+                         ("autopruner", "resnet50", "600M")]},
     "cell flags beside --table/--index": (lambda t: ["run-cell", "--table", "1", "--index", "0", "--method",
                                                      "uniform", "--flops", "1G"],
                                           r"--table/--index name the whole cell; drop --method, --flops"),
@@ -109,6 +119,12 @@ def test_fewer_training_images_than_one_batch_is_refused(tmp_path, capsys):
                  "--train.batch_size=4096"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "has 96 training images, fewer than one batch of train.batch_size=4096 x 1 process(es)" in last
+
+
+def _prepared(root: Path) -> Path:
+    from tests.conftest import make_tiny_data
+
+    return make_tiny_data(root, seed=3, train_per_class=4, per_class=2)
 
 
 def _foreign(root: Path) -> Path:

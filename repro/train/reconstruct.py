@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from repro.arch import ArchConfig
 from repro.data import resize_batch
-from repro.method import Context, SearchResult, TrainedNetwork
+from repro.method import Context, Method, SearchResult, TrainedNetwork
 from repro.models import build_model
 from repro.models.prune import consumers, select_channels
 from repro.train.subsets import SubsetData, finetune
@@ -76,6 +76,13 @@ def with_ratio(arch: ArchConfig, slots: Sequence[int], ratio: float) -> ArchConf
     return arch.replace(widths=tuple(widths))
 
 
+def cheapest_pruned(family: str, skip: Sequence[int] = ()) -> ArchConfig:
+    """The full network with every bottleneck slot but ``skip`` at one channel: the cheapest network a keep
+    ratio for the bottlenecks can give (``ratio_for_budget``'s floor)."""
+    arch = ArchConfig.canonical(family)
+    return with_ratio(arch, [s for s, _ in bottleneck_steps(arch) if s not in skip], 0.0)
+
+
 def ratio_for_budget(arch: ArchConfig, slots: Sequence[int], cost, limit: float, tol: float = 1e-4
                      ) -> tuple[float, ArchConfig]:
     """The largest keep ratio (one for every slot, as ThiNet-70/50/30 and SFP's rates) whose network costs at
@@ -94,6 +101,21 @@ def ratio_for_budget(arch: ArchConfig, slots: Sequence[int], cost, limit: float,
         else:
             hi = mid
     return lo, with_ratio(arch, slots, lo)
+
+
+C = TypeVar("C")
+
+
+class BottleneckPruning(Method[C]):
+    """A method that prunes a trained ResNet's bottleneck slots (but ``skipped``) at one keep ratio that meets
+    the budget (ThiNet, CP, SFP, AutoPruner): its cheapest network has one channel in each of them."""
+
+    def skipped(self, family: str) -> tuple[int, ...]:
+        """The bottleneck slots this method leaves at full width."""
+        return ()
+
+    def cheapest(self, family: str, variant: str, config: C) -> ArchConfig:
+        return cheapest_pruned(family, self.skipped(family))
 
 
 @dataclass
@@ -210,10 +232,10 @@ class PruningSearch:
 
     @classmethod
     def open(cls, ctx: Context, method: str, skip: Sequence[int] = ()) -> PruningSearch:
-        reference = ctx.reference()
         arch0 = ArchConfig.canonical(ctx.family)
         slots = [s for s, _ in bottleneck_steps(arch0) if s not in skip]
-        ratio, goal = ratio_for_budget(arch0, slots, ctx.budget.cost, ctx.budget.limit)
+        ratio, goal = ratio_for_budget(arch0, slots, ctx.budget.cost, ctx.budget.limit)  # before any training
+        reference = ctx.reference()
         ctx.store.folder.mkdir(parents=True, exist_ok=True)
         return cls(f"{method} {ctx.family} {ctx.constraint.label()}", ctx, reference, arch0, slots, ratio, goal)
 
@@ -332,5 +354,7 @@ def prune_layerwise(method: str, ctx: Context, choose: Callable[..., LayerChoice
     done = f"{len(st['layers'])} layers pruned in {st['seconds']:.0f} s"
     return search.finish(arch, st["state"], st["seconds"], done, layers=st["layers"])
 
-__all__ = ["LayerChoice", "LayerwiseConfig", "Samples", "bottleneck_steps", "collect", "contributions", "least_squares",
-           "output_error", "PruningSearch", "prune_layerwise", "ratio_for_budget", "relative_error", "with_ratio"]
+
+__all__ = ["BottleneckPruning", "LayerChoice", "LayerwiseConfig", "Samples", "bottleneck_steps", "cheapest_pruned",
+           "collect", "contributions", "least_squares", "output_error", "PruningSearch", "prune_layerwise",
+           "ratio_for_budget", "relative_error", "with_ratio"]
