@@ -99,6 +99,8 @@ class TableView:
     tolerances: Tolerances
     rows: list[Row]
     skipped: list[str]
+    # the data sets the shown records were trained and evaluated on, one line each (``describe_dataset``)
+    datasets: list[str] = field(default_factory=list)
     # facts about the table from outside the records (the released architectures' MACs beside the reported
     # ones), one line each; the commands fill it (baselines.zoo.table_notes), the renderer only prints it
     notes: list[str] = field(default_factory=list)
@@ -133,13 +135,39 @@ def _records_had_gpu(frame: Any) -> bool:
 
 def _recipe(record: dict) -> str:
     """What makes two records of a cell seeds of one measurement: the resolved profile, less its seeds and
-    where the data, loader workers and latency tables were."""
+    where the data, loader workers and latency tables were, and the data set (its content, not its folder)."""
     cfg = json.loads(json.dumps(record.get("profile_config") or {}, sort_keys=True, default=str))
     cfg.pop("seeds", None)
     for key in ("path", "workers"):
         (cfg.get("data") or {}).pop(key, None)
     (cfg.get("latency") or {}).pop("tables", None)
-    return json.dumps(cfg, sort_keys=True)
+    data = {k: v for k, v in (record.get("dataset") or {}).items() if k != "path"}
+    return json.dumps({"profile": cfg, "data": data}, sort_keys=True, default=str)
+
+
+def describe_dataset(dataset: dict, paths: list[str] | None = None) -> str:
+    """One line naming a data set: where it was (``paths``: every folder the records name), its classes, its
+    files' checksums and its split."""
+    betons = dataset.get("betons") or {}
+    split = dataset.get("split") or {}
+    files = ", ".join(f"{name}.beton {str(sha)[:12]}" for name, sha in sorted(betons.items())) or "no files named"
+    where = ", ".join(paths or [str(dataset.get("path", "an unnamed folder"))])
+    return (f"{where}: {dataset.get('classes', '?')} classes at base resolution {dataset.get('base_resolution', '?')}"
+            f" px, {files}; split seed {split.get('seed', '?')}, {split.get('per_class', '?')} sub-eval images per "
+            f"class")
+
+
+def _datasets(records: list[dict]) -> list[str]:
+    """The data sets of ``records``, one line each (a data set moved between runs is one, at both paths)."""
+    by_identity: dict[str, tuple[dict, dict[str, None], set[str]]] = {}
+    for r in records:
+        data = r.get("dataset") or {}
+        identity = json.dumps({k: v for k, v in data.items() if k != "path"}, sort_keys=True, default=str)
+        entry = by_identity.setdefault(identity, (data, {}, set()))
+        entry[1][str(data.get("path", "an unnamed folder"))] = None
+        entry[2].add(str(r.get("key")))
+    lines = [(describe_dataset(data, list(paths)), len(keys)) for data, paths, keys in by_identity.values()]
+    return [line if len(lines) == 1 else f"{line} ({n} record(s))" for line, n in lines]
 
 
 def _one_recipe(records: list[dict]) -> tuple[list[dict], int]:
@@ -204,6 +232,7 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
     planned = {(c.subtable, c.group, c.row, c.column) for c in table_cells(table)}
     planned_rows = {key[:3] for key in planned}  # a row's optimization time: planned with its cells
     rows: dict[tuple[str, str, str, str], Row] = {}
+    shown: dict[str, dict] = {}  # the records the cells show, by key
     for c in reported:
         key = (c.subtable, c.group, c.row, c.column)
         if key not in rows:
@@ -227,7 +256,10 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
             if note not in skipped:
                 skipped.append(note)
         row.metrics[c.metric] = _metric(c, row, mine, want, tol, gpu, reported)
-    return TableView(table, family, profile, tol, list(rows.values()), skipped)
+        if c.metric != "optimization_time":
+            shown.update((str(r.get("key")), r) for r in mine)
+    return TableView(table, family, profile, tol, list(rows.values()), skipped,
+                     datasets=_datasets(list(shown.values())))
 
 
 def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: Tolerances, gpu: bool,
@@ -318,6 +350,10 @@ def to_markdown(view: TableView) -> str:
     out = [f"## Table {view.table} ({view.family}) on the {view.profile} profile", "",
            f"Tolerances: {view.tolerances.describe()}.",
            "Our top-1 is a proxy unless the records come from the imagenet profile; the paper's is ImageNet.", ""]
+    if view.datasets:
+        out += ["Data: " + view.datasets[0] if len(view.datasets) == 1 else "Data (the records are of "
+                f"{len(view.datasets)} data sets):"] + [f"- {d}" for d in view.datasets[len(view.datasets) == 1:]]
+        out.append("")
     for sub in view.subtables():
         metrics = _metric_order(view, sub)
         out += [f"### {SUBTABLE_TITLES.get(sub, sub)}", ""]
@@ -379,7 +415,7 @@ def to_latex(view: TableView) -> str:
     "paper / ours" with the verdict as a superscript (legend in the caption). Needs booktabs, multirow and
     amssymb (for \\checkmark)."""
     out = [f"% Table {view.table} ({view.family}), {view.profile} profile: generated by python -m tables render",
-           "% needs \\usepackage{booktabs,multirow,amssymb}"]
+           "% needs \\usepackage{booktabs,multirow,amssymb}"] + [f"% data: {d}" for d in view.datasets]
     for sub in view.subtables():
         rows = [r for r in view.rows if r.subtable == sub]
         metrics = _metric_order(view, sub)

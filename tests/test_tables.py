@@ -84,12 +84,13 @@ def test_reported_data_equals_tables_md_cell_by_cell():
 
 def _record(tmp: Path, method: str, variant: str, constraint, seed: int = 0, top1: float | None = 0.5,
             macs_scaled: float | None = None, profile: str = "smoke", family: str = "mobilenet_v1",
-            latency: dict | None = None, name: str | None = None, profile_config: dict | None = None) -> None:
+            latency: dict | None = None, name: str | None = None, profile_config: dict | None = None,
+            dataset: dict | None = None) -> None:
     arch = ArchConfig.uniform(family, 0.5)
     write_record(tmp, RunRecord(
         key=name or f"{method}-{variant}-{constraint.kind}-{constraint.limit}-{seed}-{profile}", kind="cell",
         method=method, variant=variant, family=family, constraint=constraint.to_dict(), arch=arch.to_dict(),
-        profile=profile, profile_config=profile_config or {}, dataset={}, seed=seed,
+        profile=profile, profile_config=profile_config or {}, dataset=dataset or {}, seed=seed,
         macs=None if macs_scaled is None else int(macs_scaled), macs_scaled=macs_scaled, top1=top1,
         latency=latency))
 
@@ -310,6 +311,28 @@ def test_records_of_another_recipe_are_not_averaged_as_seeds(tmp_path):
         _record(tmp_path, "uniform", "channel", c, seed=seed, top1=top1, macs_scaled=325.4e6)
     _record(tmp_path, "uniform", "channel", c, seed=2, top1=0.10, macs_scaled=325.4e6,
             profile_config={"train": {"epochs": 1}})
+    view = _view(tmp_path)
+    assert _cell(view, "flops", "Channel", "330M", "top1").ours == "42.0 ± 2.8% (n=2) (proxy)"
+    assert any("1 record(s) of Channel (uniform) at 330M left out: another recipe" in s for s in view.skipped)
+
+
+def test_records_of_another_data_set_are_not_seeds_and_the_data_sets_are_named(tmp_path):
+    from tables.render import to_latex, to_markdown
+
+    c = column_constraint("flops", "330M")
+    tiny = {"path": "/a/tiny", "classes": 16, "base_resolution": 32, "betons": {"train": "0148b8a6aa02ff",
+            "val": "e8a98329"}, "split": {"seed": 0, "per_class": 50}}
+    for seed, top1 in enumerate((0.40, 0.44)):
+        _record(tmp_path, "uniform", "channel", c, seed=seed, top1=top1, macs_scaled=325.4e6,
+                dataset={**tiny, "path": f"/moved/{seed}"})  # moved between runs: still one data set
+    view = _view(tmp_path)
+    assert _cell(view, "flops", "Channel", "330M", "top1").ours == "42.0 ± 2.8% (n=2) (proxy)"
+    assert len(view.datasets) == 1 and "16 classes at base resolution 32 px, train.beton 0148b8a6aa02, val.beton " \
+        "e8a98329; split seed 0, 50 sub-eval images per class" in view.datasets[0]
+    assert "\nData: /moved/0, /moved/1: 16 classes" in to_markdown(view)
+    assert "% data: /moved/0, /moved/1: 16 classes" in to_latex(view)
+    _record(tmp_path, "uniform", "channel", c, seed=2, top1=0.10, macs_scaled=325.4e6,
+            dataset={**tiny, "split": {"seed": 7, "per_class": 10}})
     view = _view(tmp_path)
     assert _cell(view, "flops", "Channel", "330M", "top1").ours == "42.0 ± 2.8% (n=2) (proxy)"
     assert any("1 record(s) of Channel (uniform) at 330M left out: another recipe" in s for s in view.skipped)
