@@ -23,6 +23,18 @@ def make_tiny_data(base: Path, seed: int, train_per_class: int, per_class: int) 
     return base
 
 
+@pytest.fixture
+def one_thread():
+    """torch at one intra-op thread for the test, the process's count restored after: set at a module's import
+    it held for every later test of the run, so the default run was a one-thread run."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--benchmark", action="store_true", default=False,
                      help="run the benchmarks (tests that use pytest-benchmark's `benchmark` fixture)")

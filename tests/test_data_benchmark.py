@@ -95,11 +95,10 @@ def _decode_rate(fn, paths: list[str]) -> float:
         return len(paths) / (time.perf_counter() - start)
 
 
-def test_loader_throughput(benchmark, photos):
+def test_loader_throughput(benchmark, photos, one_thread):
     from torchvision import datasets, transforms
 
     folder, betons = photos
-    torch.set_num_threads(1)
     paths = sorted(str(p) for p in Path(folder).rglob("*.JPEG"))
     tv_ds = datasets.ImageFolder(str(folder), transforms.Compose([
         transforms.RandomResizedCrop(RES), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
@@ -133,10 +132,9 @@ def test_loader_throughput(benchmark, photos):
     benchmark.extra_info["jpg_goal_met_vs_fastest_decoder"] = ratios["jpg_vs_decode_opencv"] >= 0.7
 
 
-def test_resolution_per_batch(benchmark, photos):
+def test_resolution_per_batch(benchmark, photos, one_thread):
     """One loader per resolution against decoding at the largest and resizing the batch on the device."""
     _, betons = photos
-    torch.set_num_threads(1)
     resolutions = (96, 128, 160)
     normalize = Normalize()
     loaders = {r: make_loader(betons["proportion"], train=True, batch_size=BATCH, resolution=r,
