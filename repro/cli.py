@@ -99,8 +99,13 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
             print(f"{i:3d}  {st.key or '(data not prepared)':16}  {st.cell.label:56}  {st.status}"
                   f"{'' if len(profile.seeds) == 1 else f' seed {st.seed}'}")
         return 0
+    if args.jobs is not None:
+        from repro.runner import share_cores
+
+        share_cores(args.jobs)  # refuses a count the machine cannot give before any work
     data = prepare_data(profile, quiet=args.quiet)
-    counts = run_table(args.table, profile, data, results, args.all_cells, quiet=args.quiet, methods=args.method)
+    counts = run_table(args.table, profile, data, results, args.all_cells, quiet=args.quiet, methods=args.method,
+                       jobs=args.jobs)
     if not is_main():
         return 1 if counts["failed"] else 0
     print(f"table {args.table} on {profile.name}: {counts['ran']} ran, {counts['cached']} already done, "
@@ -303,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("table", type=int, choices=(1, 2, 3))
     t.add_argument("--list", action="store_true", help="list the cells with their keys and status")
     t.add_argument("--method", action="append", help="run only this method's rows (repeat for several)")
+    t.add_argument("--jobs", type=int, help="cells run at once, each in its own process on its own cores "
+                   "(default: one per core on a CPU machine, memory allowing; 1 with a GPU)")
     _add_profile_args(t)
     t.set_defaults(func=_run_table)
 

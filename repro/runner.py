@@ -1,9 +1,21 @@
-"""Running a table's cells one after another (``run-table``), listing them, and running one by index
+"""Running a table's cells (``run-table``, in ``--jobs`` processes), listing them, and running one by index
 (``run-cell --table T --index N``, what a Slurm array task calls). Cells whose method is not built yet,
-and GPU-latency cells on a machine without a GPU, are reported ("not available"), not faked."""
+and GPU-latency cells on a machine without a GPU, are reported ("not available"), not faked.
+
+With ``jobs`` > 1 the independent cells run in that many processes, each pinned to its own share of the cores
+(``os.sched_setaffinity``; torch's threads and the loaders' workers follow the affinity), so the processes do
+not oversubscribe the machine. Shared artifacts (a reference network, a PruningNet) are built once under
+their locks by whichever cell needs them first; the others wait. CPU-latency cells run last, alone, in this
+process: their measurements need the whole machine, and their latency tables are keyed by its core count.
+Each cell's log goes to ``<results>/logs/<key>.log``; one failing cell does not stop the others.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,11 +76,42 @@ def run_one(st: CellStatus, profile: Profile, data: PreparedData, results: Path,
                     quiet=quiet)
 
 
+def cores() -> list[int]:
+    """The cores this process may run on."""
+    return sorted(os.sched_getaffinity(0))
+
+
+def default_jobs(cells: int) -> int:
+    """How many cells to run at once by default: one on a machine with a CUDA GPU (the cells would share
+    it); otherwise one process per core (docs/speed.md: on 2 cores two one-thread cells train 1.6x the images
+    of one two-thread cell, since torch's second thread adds about a quarter), at most one per 3 GiB of
+    available memory (a smoke cell peaks at about 2.1 GiB), and never more than there are cells."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        available = 3 << 30
+    return max(1, min(len(cores()), available // (3 << 30), cells))
+
+
+def share_cores(jobs: int, mine: list[int] | None = None) -> list[list[int]]:
+    """``mine`` (this process's cores) split into ``jobs`` disjoint, as-equal-as-can-be shares."""
+    mine = cores() if mine is None else mine
+    if not 1 <= jobs <= len(mine):
+        raise ValueError(f"--jobs={jobs}: this machine gives this process {len(mine)} core(s); give 1 to "
+                         f"{len(mine)} (each job needs a core of its own)")
+    return [mine[i::jobs] for i in range(jobs)]
+
+
 def run_table(table: int, profile: Profile, data: PreparedData, results: Path, all_cells: bool = False,
               log: Callable[[str], None] = print, quiet: bool = False,
-              methods: list[str] | None = None) -> dict[str, int]:
-    """Run every runnable cell (of ``methods`` only, when given); a failing cell is reported and the others
-    go on. Returns counts."""
+              methods: list[str] | None = None, jobs: int | None = 1) -> dict[str, int]:
+    """Run every runnable cell (of ``methods`` only, when given) in ``jobs`` processes (None: ``default_jobs``);
+    a failing cell is reported and the others go on. Returns counts."""
     counts = {"ran": 0, "cached": 0, "failed": 0, "not available": 0}
     todo = statuses(table, profile, data, results, all_cells)
     if methods:
@@ -78,6 +121,19 @@ def run_table(table: int, profile: Profile, data: PreparedData, results: Path, a
             raise ValueError(f"--method {', '.join(unknown)}: table {table} has no such rows; its methods: "
                              f"{', '.join(sorted(known))}")
         todo = [st for st in todo if st.cell.method in methods]
+    runnable = [st for st in todo if st.status == "pending"]
+    jobs = default_jobs(len(runnable)) if jobs is None else jobs
+    if jobs > 1:
+        from repro.distributed import world_size
+
+        if world_size() > 1:
+            raise ValueError(f"--jobs={jobs} under torchrun: the ranks train each cell together; give --jobs 1")
+        shares = share_cores(jobs)
+        parallel = schedule([st for st in runnable if not st.cell.constraint.is_latency])
+        if len(parallel) > 1:
+            _run_parallel(parallel, shares, profile, data, results, counts, log, quiet)
+            handed = {id(st) for st in parallel}
+            todo = [st for st in todo if id(st) not in handed]
     bar = tqdm(todo, desc=f"table {table}", unit="cell", disable=True if quiet else None)  # None: off without a TTY
     for st in bar:
         bar.set_postfix_str(st.cell.label[:60])
@@ -91,7 +147,109 @@ def run_table(table: int, profile: Profile, data: PreparedData, results: Path, a
             log(f"FAILED {st.cell.label} (seed {st.seed}): {type(e).__name__}: {e}")
             continue
         counts["ran" if ran else "cached"] += 1
-        acc = "—" if record.top1 is None else f"{100 * record.top1:.1f}%"
-        log(f"{'ran   ' if ran else 'cached'} {st.cell.label} seed {st.seed}: {record.macs / 1e6:.2f}M MACs, "
-            f"top-1 {acc} (proxy on {profile.name})")
+        _report(st, record, ran, profile, log)
     return counts
+
+
+def schedule(cells: list[CellStatus]) -> list[CellStatus]:
+    """The order parallel cells start in: the cells that search first, taking their methods in turn (a
+    method's cells share an artifact, MetaPruning's PruningNet say, and two of them started together would
+    leave one process waiting for the other's), then the uniform rows, whose one retraining each fills the
+    processes' gaps at the end."""
+    by_method: dict[str, list[CellStatus]] = {}
+    for st in cells:
+        if st.cell.method != "uniform":
+            by_method.setdefault(st.cell.method, []).append(st)
+    queues = list(by_method.values())
+    out = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out + [st for st in cells if st.cell.method == "uniform"]
+
+
+def _report(st: CellStatus, record: RunRecord, ran: bool, profile: Profile, log: Callable[[str], None]) -> None:
+    acc = "—" if record.top1 is None else f"{100 * record.top1:.1f}%"
+    log(f"{'ran   ' if ran else 'cached'} {st.cell.label} seed {st.seed}: {record.macs / 1e6:.2f}M MACs, "
+        f"top-1 {acc} (proxy on {profile.name})")
+
+
+def _run_parallel(todo: list[CellStatus], shares: list[list[int]], profile: Profile, data: PreparedData,
+                  results: Path, counts: dict[str, int], log: Callable[[str], None], quiet: bool) -> None:
+    """``todo`` in ``len(shares)`` worker processes, one share of the cores each; results as they finish."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")  # fork would copy this process's torch thread pools
+    queue = context.Queue()
+    for share in shares:
+        queue.put(share)
+    logs = Path(results) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log(f"running {len(todo)} cells in {len(shares)} processes ({', '.join(str(len(s)) for s in shares)} core(s) "
+        f"each); each cell's log is {logs}/<key>.log")
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=True if quiet else None)
+    start, running = time.perf_counter(), {}
+    with ProcessPoolExecutor(len(shares), mp_context=context, initializer=_pin, initargs=(queue,)) as pool:
+        try:
+            for st in todo:
+                running[pool.submit(_cell_in_worker, st, profile, data, str(results))] = st
+            pending = set(running)
+            while pending:
+                done, pending = wait(pending, timeout=30, return_when=FIRST_COMPLETED)
+                for future in done:
+                    st = running[future]
+                    try:
+                        record, ran, error = future.result()
+                    except BrokenProcessPool as e:  # a worker was killed (out of memory, a signal)
+                        record, ran, error = None, False, f"its process died ({e})"
+                    if error is None:
+                        counts["ran" if ran else "cached"] += 1
+                        _report(st, record, ran, profile, log)
+                    else:
+                        counts["failed"] += 1
+                        log(f"FAILED {st.cell.label} (seed {st.seed}): {error}; log: {logs / f'{st.key}.log'}")
+                    bar.update(1)
+                left = len(pending)
+                elapsed = time.perf_counter() - start
+                finished = len(todo) - left
+                eta = "" if not finished else f", about {elapsed / finished * left / 60:.0f} min left"
+                bar.set_postfix_str(f"{min(left, len(shares))} running, {max(0, left - len(shares))} waiting{eta}")
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            bar.close()
+
+
+def _pin(queue) -> None:
+    """A worker's start: its own cores, and torch's threads to match."""
+    share = queue.get()
+    os.sched_setaffinity(0, share)
+    import torch
+
+    torch.set_num_threads(len(share))
+
+
+def _cell_in_worker(st: CellStatus, profile: Profile, data: PreparedData, results: str
+                    ) -> tuple[RunRecord | None, bool, str | None]:
+    """One cell in a worker process, its output in its log; (record, ran, None) or (None, False, why)."""
+    import traceback
+
+    path = Path(results) / "logs" / f"{st.key}.log"
+    with open(path, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        def log(line: str) -> None:
+            print(line, file=f, flush=True)
+
+        log(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {st.cell.label} seed {st.seed} on core(s) "
+            f"{sorted(os.sched_getaffinity(0))}")
+        try:
+            record, ran = run_one(st, profile, data, Path(results), log, quiet=True)
+        except Exception as e:  # noqa: BLE001 - reported by the parent with the log's path; the others go on
+            traceback.print_exc(file=f)
+            return None, False, f"{type(e).__name__}: {e}"
+        finally:
+            sys.stdout.flush()
+        return record, ran, None

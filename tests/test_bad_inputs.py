@@ -78,6 +78,8 @@ CASES = {
        for m, f, lim in [("amc", "mobilenet_v1", "20M"), ("metapruning", "mobilenet_v2", "10M"),
                          ("thinet", "resnet50", "400M"), ("cp", "resnet50", "400M"), ("sfp", "resnet50", "400M"),
                          ("autopruner", "resnet50", "600M")]},
+    "more jobs than cores": (lambda t: ["run-table", "1", "--jobs", "4096"],
+                             r"--jobs=4096: this machine gives this process \d+ core\(s\); give 1 to \d+"),
     "cell flags beside --table/--index": (lambda t: ["run-cell", "--table", "1", "--index", "0", "--method",
                                                      "uniform", "--flops", "1G"],
                                           r"--table/--index name the whole cell; drop --method, --flops"),

@@ -1,0 +1,65 @@
+"""``run-table --jobs``: cells in parallel processes, each on its own cores, sharing artifacts built once."""
+
+from __future__ import annotations
+
+import pytest
+
+from repro.profiles import load_profile
+from repro.runner import share_cores
+from tests.conftest import make_tiny_data
+from tests.test_baselines_cells import SMALL
+
+
+def test_cores_are_shared_out_without_overlap():
+    assert share_cores(2, [0, 1, 2, 3, 4]) == [[0, 2, 4], [1, 3]]
+    assert share_cores(1, [3, 5]) == [[3, 5]]
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match=rf"--jobs={bad}: this machine gives this process 2 core\(s\); give 1 "
+                                             r"to 2"):
+            share_cores(bad, [0, 1])
+
+
+def test_two_jobs_share_the_reference_network_and_both_finish(tmp_path):
+    """NetAdapt's and AMC's cells of Table 1 both start from the trained MobileNet V1: run at once, one process
+    trains it while the other waits for its lock (or finds its record), and both write valid records."""
+    import os
+
+    from repro.pipeline import prepare_data
+    from repro.results import load_records
+    from repro.runner import run_table
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores")
+    folder = make_tiny_data(tmp_path / "data", seed=3, train_per_class=6, per_class=2)
+    profile = load_profile("smoke", [f"data.path={folder}", *SMALL])
+    data = prepare_data(profile, log=lambda s: None)
+    said: list[str] = []
+    counts = run_table(1, profile, data, tmp_path / "results", methods=["netadapt", "amc"], jobs=2,
+                       log=said.append, quiet=True)
+    assert counts == {"ran": 2, "cached": 0, "failed": 0, "not available": 0}, said
+    assert any("running 2 cells in 2 processes (1, 1 core(s) each)" in s for s in said)
+    frame, _ = load_records(tmp_path / "results" / "records")
+    cells = frame[frame["kind"] == "cell"]
+    assert sorted(cells["method"]) == ["amc", "netadapt"] and (cells["macs"] <= 330e6).all()
+    references = [r for r in frame.to_dict("records") if r["kind"] == "retrain" and r["method"] == "scratch"]
+    assert len(references) == 1  # built once
+    logs = {p.name: p.read_text() for p in (tmp_path / "results" / "logs").glob("*.log")}
+    shares = [i for text in logs.values() for i, share in enumerate(share_cores(2)) if f"core(s) {share}" in text]
+    assert sorted(shares) == [0, 1]  # each cell ran on its own share of the cores
+    again = run_table(1, profile, data, tmp_path / "results", methods=["netadapt", "amc"], jobs=2,
+                      log=said.append, quiet=True)
+    assert again["cached"] == 2 and again["ran"] == 0
+
+
+def test_the_searching_cells_start_first_their_methods_in_turn(tmp_path):
+    from repro.runner import schedule, statuses
+
+    cells = statuses(1, load_profile("smoke"), None, tmp_path)
+    order = schedule(cells)
+    assert sorted(map(id, order)) == sorted(map(id, cells))  # every cell once
+    methods = [st.cell.method for st in order]
+    first_uniform = methods.index("uniform")
+    assert set(methods[first_uniform:]) == {"uniform"}  # the retrain-only rows last
+    searching = methods[:first_uniform]
+    kinds = list(dict.fromkeys(searching))
+    assert len(kinds) > 2 and searching[:len(kinds)] == kinds  # one cell of each method before any second
