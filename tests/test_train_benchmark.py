@@ -99,3 +99,45 @@ def test_gpu_training_throughput(benchmark, family, batch):
                                 peak_gpu_mib=round(torch.cuda.max_memory_allocated() / 2**20))
     print(f"\n{family} 224 px AMP channels-last on {torch.cuda.get_device_name(0)}: {rate:.0f} img/s")
     assert rate > 0
+
+
+def _step_rate_in_child(family: str, channels_last: bool, steps: int, out) -> None:
+    """Images/s of the smoke recipe's training step for the family's full network at 32 px (the embedded set's
+    224), and this process's peak RSS: in a fresh process, so the peak is this measurement's own."""
+    torch.manual_seed(0)
+    recipe = load_profile("smoke").train
+    model = build_model(ArchConfig.canonical(family).replace(num_classes=16))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x = torch.randint(0, 255, (recipe.batch_size, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 16, (recipe.batch_size,))
+    opt = torch.optim.SGD(param_groups(model, recipe.weight_decay), lr=0.01, momentum=0.9, nesterov=True)
+    normalize = Normalize(channels_last=channels_last)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    model.train()
+    for i in range(2 + steps):
+        if i == 2:
+            start = time.perf_counter()
+        train_step(model, normalize(x), y, opt, scaler, 0.1, None)
+    out.put((recipe.batch_size * steps / (time.perf_counter() - start), _peak_rss_mib(), torch.get_num_threads()))
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("family", ["mobilenet_v1", "mobilenet_v2", "resnet50"])
+def test_cpu_training_step_per_family(benchmark, family, layout):
+    """The smoke recipe's training step (batch 64, SGD, fp32) of each family's full network at 32 px, in both
+    memory layouts (``train.channels_last: auto`` picks channels-last on CPU), with the step's peak RSS."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    child = ctx.Process(target=_step_rate_in_child, args=(family, layout == "channels_last", 10, out))
+    child.start()
+    rate, peak, threads = out.get(timeout=600)
+    child.join()
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)  # the measurement is the child's
+    benchmark.extra_info.update(images_per_s=round(rate, 1), peak_rss_mib=round(peak), threads=threads,
+                                layout=layout)
+    print(f"\n{family} 1.0x, 32 px, batch 64, {layout}, CPU x{threads} threads: {rate:.0f} img/s, "
+          f"peak RSS {peak:.0f} MiB")
+    assert rate > 0 and peak > 0
