@@ -109,8 +109,8 @@ def _check_split(folder: Path, manifest: dict[str, Any], profile: Profile) -> No
     the split is the data set's, drawn when it was prepared, and a setting that changed nothing would be
     recorded as if it had."""
     split = manifest.get("split", {})
-    for key, ours in (("per_class", profile.data.per_class), ("split_seed", profile.data.split_seed)):
-        theirs = split.get("per_class" if key == "per_class" else "seed")
+    for key, ours, theirs in (("per_class", profile.data.per_class, split.get("per_class")),
+                              ("split_seed", profile.data.split_seed, split.get("seed"))):
         if ours is not None and ours != theirs:
             raise DataError(f"data.{key}={ours}, but {folder} was prepared with {key}={theirs}: a data set keeps "
                             f"the split it was prepared with. Prepare one with that split into another folder "

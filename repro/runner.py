@@ -25,6 +25,7 @@ from tqdm import tqdm
 from repro.cost.latency import device_available
 from repro.dataset import PreparedData
 from repro.discover import load_methods
+from repro.distributed import world_size
 from repro.pipeline import cell_key, run_cell
 from repro.profiles import Profile
 from repro.results import RunRecord, find_record
@@ -83,19 +84,15 @@ def cores() -> list[int]:
 
 def default_jobs(cells: int) -> int:
     """How many cells to run at once by default: one on a machine with a CUDA GPU (the cells would share
-    it); otherwise one process per core (docs/speed.md: on 2 cores two one-thread cells train 1.6x the images
-    of one two-thread cell, since torch's second thread adds about a quarter), at most one per 3 GiB of
-    available memory (a smoke cell peaks at about 2.1 GiB), and never more than there are cells."""
+    it); otherwise one process per core (docs/speed.md: on 2 cores two pinned one-thread processes trained
+    1.3-1.5x the images of one two-thread process), at most one per 3 GiB of available memory (a smoke cell
+    peaks at about 2.1 GiB), and never more than there are cells."""
+    import psutil
     import torch
 
     if torch.cuda.is_available():
         return 1
-    try:
-        with open("/proc/meminfo") as f:
-            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        available = 3 << 30
-    return max(1, min(len(cores()), available // (3 << 30), cells))
+    return max(1, min(len(cores()), psutil.virtual_memory().available // (3 << 30), cells))
 
 
 def share_cores(jobs: int, mine: list[int] | None = None) -> list[list[int]]:
@@ -124,8 +121,6 @@ def run_table(table: int, profile: Profile, data: PreparedData, results: Path, a
     runnable = [st for st in todo if st.status == "pending"]
     jobs = default_jobs(len(runnable)) if jobs is None else jobs
     if jobs > 1:
-        from repro.distributed import world_size
-
         if world_size() > 1:
             raise ValueError(f"--jobs={jobs} under torchrun: the ranks train each cell together; give --jobs 1")
         shares = share_cores(jobs)
