@@ -5,9 +5,10 @@ and GPU-latency cells on a machine without a GPU, are reported ("not available")
 With ``jobs`` > 1 the independent cells run in that many processes, each pinned to its own share of the cores
 (``os.sched_setaffinity``; torch's threads and the loaders' workers follow the affinity), so the processes do
 not oversubscribe the machine. Shared artifacts (a reference network, a PruningNet) are built once under
-their locks by whichever cell needs them first; the others wait. CPU-latency cells run last, alone, in this
-process: their measurements need the whole machine, and their latency tables are keyed by its core count.
-Each cell's log goes to ``<results>/logs/<key>.log``; one failing cell does not stop the others.
+their locks by whichever cell needs them first; the others wait. CPU-latency cells run in the pool too: while
+one of them measures (a latency table's missing layers, the found network against its reference) it pauses
+the other processes (``repro.quiet``), so every measurement has the machine to itself. Each cell's log goes to
+``<results>/logs/<key>.log``; one failing cell does not stop the others.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def run_table(table: int, profile: Profile, data: PreparedData, results: Path, a
         if world_size() > 1:
             raise ValueError(f"--jobs={jobs} under torchrun: the ranks train each cell together; give --jobs 1")
         shares = share_cores(jobs)
-        parallel = schedule([st for st in runnable if not st.cell.constraint.is_latency])
+        parallel = schedule(runnable)
         if len(parallel) > 1:
             _run_parallel(parallel, shares, profile, data, results, counts, log, quiet)
             handed = {id(st) for st in parallel}
@@ -174,26 +175,33 @@ def _run_parallel(todo: list[CellStatus], shares: list[list[int]], profile: Prof
                   results: Path, counts: dict[str, int], log: Callable[[str], None], quiet: bool) -> None:
     """``todo`` in ``len(shares)`` worker processes, one share of the cores each; results as they finish."""
     import multiprocessing
+    import shutil
+    import tempfile
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
+
+    from repro.quiet import resume_all
 
     context = multiprocessing.get_context("spawn")  # fork would copy this process's torch thread pools
     queue = context.Queue()
     for share in shares:
         queue.put(share)
+    quiet_dir = Path(tempfile.mkdtemp(prefix="repro-quiet-"))  # the workers' PIDs, for repro.quiet
     logs = Path(results) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log(f"running {len(todo)} cells in {len(shares)} processes ({', '.join(str(len(s)) for s in shares)} core(s) "
         f"each); each cell's log is {logs}/<key>.log")
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=True if quiet else None)
     start, running = time.perf_counter(), {}
-    with ProcessPoolExecutor(len(shares), mp_context=context, initializer=_pin, initargs=(queue,)) as pool:
+    with ProcessPoolExecutor(len(shares), mp_context=context, initializer=_pin,
+                             initargs=(queue, str(quiet_dir))) as pool:
         try:
             for st in todo:
                 running[pool.submit(_cell_in_worker, st, profile, data, str(results))] = st
             pending = set(running)
             while pending:
-                done, pending = wait(pending, timeout=30, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
+                resume_all(quiet_dir)  # a worker killed while it held the others paused leaves them paused
                 for future in done:
                     st = running[future]
                     try:
@@ -213,16 +221,24 @@ def _run_parallel(todo: list[CellStatus], shares: list[list[int]], profile: Prof
                 eta = "" if not finished else f", about {elapsed / finished * left / 60:.0f} min left"
                 bar.set_postfix_str(f"{min(left, len(shares))} running, {max(0, left - len(shares))} waiting{eta}")
         except KeyboardInterrupt:
+            resume_all(quiet_dir)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
+            resume_all(quiet_dir)
             bar.close()
+    shutil.rmtree(quiet_dir, ignore_errors=True)
 
 
-def _pin(queue) -> None:
-    """A worker's start: its own cores, and torch's threads to match."""
+def _pin(queue, quiet_dir: str | None = None) -> None:
+    """A worker's start: its own cores, torch's threads to match, and its PID in the quiet folder (other
+    workers pause it while they measure latency, ``repro.quiet``)."""
     share = queue.get()
     os.sched_setaffinity(0, share)
+    if quiet_dir is not None:
+        from repro.quiet import register
+
+        register(Path(quiet_dir))
     import torch
 
     torch.set_num_threads(len(share))

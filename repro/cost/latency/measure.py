@@ -61,9 +61,11 @@ def time_calls(fn: Callable[[], Any], settings: LatencySettings, warmup: int | N
 
 @contextlib.contextmanager
 def _cpu_threads(settings: LatencySettings):
-    """``torch.set_num_threads(settings.threads)`` while measuring on a CPU, as it was afterwards (nothing on
-    CUDA)."""
+    """While measuring on a CPU: ``torch.set_num_threads(settings.threads)``, as it was afterwards, and the
+    other cells of ``run-table --jobs`` paused (``repro.quiet``). Nothing on CUDA."""
     import torch
+
+    from repro.quiet import quiet
 
     if settings.device == "cuda":
         yield
@@ -71,7 +73,8 @@ def _cpu_threads(settings: LatencySettings):
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
-        yield
+        with quiet():
+            yield
     finally:
         torch.set_num_threads(threads)
 
@@ -162,11 +165,14 @@ def compare_latency(arch: ArchConfig, reference: ArchConfig, settings: LatencySe
     When ``arch`` is the reference network itself (a uniform row at its own column), it is measured once per
     round and the ratio is exactly 1 (``same_as_reference``): on this suite's CPU two alternating
     measurements of one network differed by 2.6-6.3%, which would have read as a limit exceeded."""
+    from repro.quiet import quiet
+
     same = arch.with_imagenet_geometry() == reference.with_imagenet_geometry()
     found, ref = [], []
-    for _ in range(rounds):
-        ref.append(measure_arch(reference, settings, allow_unstable))
-        found.append(ref[-1] if same else measure_arch(arch, settings, allow_unstable))
+    with quiet() if settings.device == "cpu" else contextlib.nullcontext():  # the machine held for all rounds
+        for _ in range(rounds):
+            ref.append(measure_arch(reference, settings, allow_unstable))
+            found.append(ref[-1] if same else measure_arch(arch, settings, allow_unstable))
     ms = statistics.median(m.median_ms for m in found)
     ref_ms = statistics.median(m.median_ms for m in ref)
     return {"device": found[0].environment["device_name"], "kind": settings.device, "batch_size": settings.batch,
