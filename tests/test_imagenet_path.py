@@ -20,19 +20,19 @@ def _run(out: Path, *extra: str) -> dict:
 
 
 def test_the_imagenet_path_check_measures_every_figure_on_the_cpu(tmp_path):
-    report = _run(tmp_path, "--families", "mobilenet_v1,resnet50")
+    report = _run(tmp_path, "--families", "mobilenet_v1")  # ResNet-50 too would add 25 s to the test run
     assert report["jpegs"]["images"] == 32 and report["jpegs"]["classes"] == 4
     assert len(list((tmp_path / "imagefolder" / "train").rglob("*.JPEG"))) == 32
     assert (tmp_path / "ffcv" / "train.beton").is_file() and report["ffcv"]["beton_mb"] > 0
     assert report["ffcv"]["loader_alone"]["images_per_s"] > 0
     assert report["ffcv_published"]["images_per_s_per_gpu"] == 2800
-    for family in ("mobilenet_v1", "resnet50"):
+    for family in ("mobilenet_v1",):
         row = report["training"][family]
         assert "error" not in row, row
         for source in ("ffcv", "torchvision", "synthetic_tensors"):
             assert row[source]["images_per_s"] > 0 and row[source]["images"] == 3 * row["batch"], (family, source)
-    # the imagenet profile's recipe per family: ResNet-50's lr differs from the MobileNets'
-    assert report["training"]["resnet50"]["lr"] == 0.2 and report["training"]["mobilenet_v1"]["lr"] == 0.5
+    # the imagenet profile's recipe for the family (per-GPU batch 128, capped at the 32 images here)
+    assert report["training"]["mobilenet_v1"]["lr"] == 0.5 and report["training"]["mobilenet_v1"]["batch"] == 32
 
 
 def test_without_ffcv_it_says_so_and_measures_the_rest(tmp_path):
