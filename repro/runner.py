@@ -29,6 +29,7 @@ from repro.discover import load_methods
 from repro.distributed import world_size
 from repro.pipeline import cell_key, run_cell
 from repro.profiles import Profile
+from repro.quiet import register, resume_all
 from repro.results import RunRecord, find_record
 from tables.spec import Cell, table_cells
 
@@ -175,26 +176,24 @@ def _run_parallel(todo: list[CellStatus], shares: list[list[int]], profile: Prof
                   results: Path, counts: dict[str, int], log: Callable[[str], None], quiet: bool) -> None:
     """``todo`` in ``len(shares)`` worker processes, one share of the cores each; results as they finish."""
     import multiprocessing
-    import shutil
     import tempfile
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
-
-    from repro.quiet import resume_all
 
     context = multiprocessing.get_context("spawn")  # fork would copy this process's torch thread pools
     queue = context.Queue()
     for share in shares:
         queue.put(share)
-    quiet_dir = Path(tempfile.mkdtemp(prefix="repro-quiet-"))  # the workers' PIDs, for repro.quiet
     logs = Path(results) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log(f"running {len(todo)} cells in {len(shares)} processes ({', '.join(str(len(s)) for s in shares)} core(s) "
         f"each); each cell's log is {logs}/<key>.log")
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=True if quiet else None)
     start, running = time.perf_counter(), {}
-    with ProcessPoolExecutor(len(shares), mp_context=context, initializer=_pin,
-                             initargs=(queue, str(quiet_dir))) as pool:
+    # the workers' PIDs, for repro.quiet; removed after the pool's exit, when no worker measures any more
+    with tempfile.TemporaryDirectory(prefix="repro-quiet-") as quiet_dir, \
+            ProcessPoolExecutor(len(shares), mp_context=context, initializer=_pin,
+                                initargs=(queue, quiet_dir)) as pool:
         try:
             for st in todo:
                 running[pool.submit(_cell_in_worker, st, profile, data, str(results))] = st
@@ -221,24 +220,19 @@ def _run_parallel(todo: list[CellStatus], shares: list[list[int]], profile: Prof
                 eta = "" if not finished else f", about {elapsed / finished * left / 60:.0f} min left"
                 bar.set_postfix_str(f"{min(left, len(shares))} running, {max(0, left - len(shares))} waiting{eta}")
         except KeyboardInterrupt:
-            resume_all(quiet_dir)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
-            resume_all(quiet_dir)
+            resume_all(quiet_dir)  # before the pool's exit waits for its workers
             bar.close()
-    shutil.rmtree(quiet_dir, ignore_errors=True)
 
 
-def _pin(queue, quiet_dir: str | None = None) -> None:
+def _pin(queue, quiet_dir: str) -> None:
     """A worker's start: its own cores, torch's threads to match, and its PID in the quiet folder (other
     workers pause it while they measure latency, ``repro.quiet``)."""
     share = queue.get()
     os.sched_setaffinity(0, share)
-    if quiet_dir is not None:
-        from repro.quiet import register
-
-        register(Path(quiet_dir))
+    register(Path(quiet_dir))
     import torch
 
     torch.set_num_threads(len(share))

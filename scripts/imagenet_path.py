@@ -234,8 +234,6 @@ def main(argv: list[str] | None = None) -> dict:
             step, how = _trainer(family, recipe, device, args.side)
             row.update(how)
             if beton is not None:
-                from repro.data import make_loader
-
                 loader, _ = make_loader(beton, train=True, batch_size=batch, resolution=args.side,
                                         num_workers=workers)
                 row["ffcv"] = _rate(loader, args.warmup, args.steps, step)

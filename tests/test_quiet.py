@@ -7,14 +7,13 @@ import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 
 from repro.quiet import QUIET_DIR_ENV, quiet, register, resume_all, workers
 
 
 def _count(folder: str, counter, ready) -> None:
     """A stand-in for a training cell: registers, then counts as fast as it can."""
-    from pathlib import Path
-
     register(Path(folder))
     ready.set()
     while True:  # the one writer; unlocked, so a paused counter holds no lock the test would wait for
@@ -23,8 +22,6 @@ def _count(folder: str, counter, ready) -> None:
 
 def _measure_forever(folder: str, inside) -> None:
     """A measuring cell that never finishes its measurement (killed by the test)."""
-    from pathlib import Path
-
     register(Path(folder))
     with quiet():
         inside.set()

@@ -18,6 +18,7 @@ from repro.cost.latency.settings import (
     UnstableMeasurement,
     environment,
 )
+from repro.quiet import quiet
 
 
 def _dtype(name: str):
@@ -64,8 +65,6 @@ def _cpu_threads(settings: LatencySettings):
     """While measuring on a CPU: ``torch.set_num_threads(settings.threads)``, as it was afterwards, and the
     other cells of ``run-table --jobs`` paused (``repro.quiet``). Nothing on CUDA."""
     import torch
-
-    from repro.quiet import quiet
 
     if settings.device == "cuda":
         yield
@@ -165,11 +164,9 @@ def compare_latency(arch: ArchConfig, reference: ArchConfig, settings: LatencySe
     When ``arch`` is the reference network itself (a uniform row at its own column), it is measured once per
     round and the ratio is exactly 1 (``same_as_reference``): on this suite's CPU two alternating
     measurements of one network differed by 2.6-6.3%, which would have read as a limit exceeded."""
-    from repro.quiet import quiet
-
     same = arch.with_imagenet_geometry() == reference.with_imagenet_geometry()
     found, ref = [], []
-    with quiet() if settings.device == "cpu" else contextlib.nullcontext():  # the machine held for all rounds
+    with _cpu_threads(settings):  # on a CPU the other cells stay paused for all rounds, not between them
         for _ in range(rounds):
             ref.append(measure_arch(reference, settings, allow_unstable))
             found.append(ref[-1] if same else measure_arch(arch, settings, allow_unstable))
