@@ -364,10 +364,12 @@ def main(argv: list[str] | None = None) -> int:
             overrides[-1] += f"={item}"
         else:
             overrides.append(item)
-    bad = [o for o in overrides if not (o.startswith("--") and "=" in o and "." in o.split("=", 1)[0])]
+    # profile overrides: a section's key (--train.epochs=3) or a top-level one (--seeds=0,1,2); the profile
+    # refuses keys it does not have, by name
+    bad = [o for o in overrides if not (o.startswith("--") and "=" in o and o.split("=", 1)[0][2:])]
     if bad:
-        print(f"error: unrecognized arguments: {' '.join(bad)} (profile overrides look like --train.epochs=3)",
-              file=sys.stderr)
+        print(f"error: unrecognized arguments: {' '.join(bad)} (profile overrides look like --train.epochs=3 "
+              f"or --seeds=0,1,2)", file=sys.stderr)
         return 2
     try:
         if args.command in ("run-table", "run-cell"):

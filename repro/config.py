@@ -127,7 +127,8 @@ def require_families(names: Any, where: str) -> None:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of ``data`` with each ``a.b.c=value`` set (value parsed as a YAML scalar or list)."""
+    """A copy of ``data`` with each ``a.b.c=value`` (or top-level ``key=value``) set, the value parsed as YAML;
+    a comma-separated value without brackets is a list (``seeds=0,1,2``)."""
     import copy
 
     import yaml
@@ -144,6 +145,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {k} is not a section")
+        if "," in raw and raw.strip()[:1] not in "[{\"'":
+            raw = f"[{raw}]"  # seeds=0,1,2 is the list [0, 1, 2]
         try:
             node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as e:

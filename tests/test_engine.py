@@ -173,6 +173,35 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tiny_data, tmp_path):
     assert out["top1"] == ref_out["top1"]
 
 
+def test_ema_keeps_the_averaged_weights_and_resumes_exactly(tiny_data, tmp_path):
+    """With train.ema_decay the kept (and evaluated) weights are the moving average, not the last step's; a
+    run stopped mid-epoch resumes its average from the checkpoint and ends equal to an uninterrupted one."""
+    import dataclasses
+
+    with pytest.raises(ConfigError, match="ema_decay=1.0"):
+        dataclasses.replace(RECIPE, ema_decay=1.0)
+    recipe = dataclasses.replace(RECIPE, ema_decay=0.5)
+
+    def run(ckpt, **kw):
+        torch.manual_seed(0)
+        model = build_model(ARCH)
+        out = fit(model, _train_data(tiny_data), recipe, 0, ARCH.resolution, ckpt, torch.device("cpu"),
+                  log=lambda s: None, **kw)
+        return model, out
+
+    plain, _ = _fit(tiny_data, tmp_path / "plain")
+    averaged, out = run(tmp_path / "ema")
+    assert 0 <= out["top1"] <= 1
+    pairs = zip(plain.state_dict().values(), averaged.state_dict().values(), strict=True)
+    differs = [not torch.equal(a, b) for a, b in pairs]
+    assert sum(differs) > len(differs) // 2  # same trajectory, but the average is kept
+    assert run(tmp_path / "stopped", stop_after_steps=3)[1]["stopped"]
+    resumed, out2 = run(tmp_path / "stopped")
+    assert out2["resumed"] is not None
+    for (name, a), b in zip(averaged.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_decode_at_base_shares_one_loader_across_resolutions(tiny_data, tmp_path):
     import dataclasses
 
@@ -342,6 +371,21 @@ def test_data_option_sets_the_data_folder(tiny_data, tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 26 and "(data not prepared)" not in out.stdout and "pending" in lines[0]
+
+
+def test_top_level_override_reaches_the_profile(tiny_data, tmp_path):
+    """``--seeds=0,1,2`` (or ``--seeds=[0,1,2]``) sets the profile's seeds: every cell is listed once per seed."""
+    assert load_profile("smoke", ["seeds=0,1,2"]).seeds == (0, 1, 2)
+    assert load_profile("smoke", ["--seeds=[4, 5]"]).seeds == (4, 5)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) seed "):
+        load_profile("smoke", ["seed=1"])
+    out = _cli("run-table", "1", "--profile", "smoke", "--list", "--data", str(tiny_data), "--results",
+               str(tmp_path), "--seeds=0,1,2")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 3 * 26 and {line.rsplit(" ", 1)[1] for line in lines} == {"0", "1", "2"}
+    out = _cli("run-table", "1", "--list", "--seeds")
+    assert out.returncode == 2 and "--seeds=0,1,2" in out.stderr
 
 
 @pytest.mark.parametrize("flag,value,kind,limit", [("--flops", "150M", "flops", 150e6),

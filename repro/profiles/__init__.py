@@ -64,6 +64,9 @@ class TrainConfig:
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA, and on CPU (measured faster)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: fp16 on CUDA, off (fp32) on CPU
     checkpoint_every_steps: int = 0  # 0: only at the end of every epoch
+    # exponential moving average of the weights and BN statistics, updated after every step, is what gets
+    # evaluated and kept (0: off, the last weights). Its horizon is about 1 / (1 - decay) steps
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "lr_reference_batch", "eval_batch_size"):
@@ -73,6 +76,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr={self.lr} must be positive")
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ConfigError(f"train.crop_scale={list(self.crop_scale)} must satisfy 0 < low <= high <= 1")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay={self.ema_decay} must be within [0, 1) (0: no weight averaging)")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
             raise ConfigError(f"train.warmup_epochs={self.warmup_epochs} must be within 0..epochs")
 

@@ -230,6 +230,12 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     dtype, scaler = make_precision(cfg, device)
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    ema = None
+    if cfg.ema_decay > 0:  # the averaged copy is checkpointed with the rest, so a resumed run averages on
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        parts["ema"] = ema
     normalize = Normalize(channels_last=channels_last).to(device)
 
     start_epoch = start_step = 0
@@ -264,6 +270,8 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
             loss = train_step(train_model, x, y.to(device, non_blocking=True), optimizer, scaler,
                               cfg.label_smoothing, dtype)
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             if step_delay:
                 time.sleep(step_delay)
             epoch_loss += loss.item() * len(y)
@@ -282,6 +290,8 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
         if rank == 0:
             log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {last_train_loss:.4f} (this rank's batches)")
     seconds = time.perf_counter() - start  # this process's part; train_seconds counts the interrupted ones too
+    if ema is not None:  # the averaged weights are the result: evaluated here and kept in ``model``
+        model.load_state_dict(ema.module.state_dict())
     metrics = evaluate_distributed(model, val_loader, normalize, dtype, resolution=resize)
     return {**metrics, "train_loss": last_train_loss, "train_seconds": earlier + seconds, "train_images": images,
             "epochs": cfg.epochs, "resolution": resolution, "resumed": resumed, "loading": plan.reason,
