@@ -136,16 +136,18 @@ def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PE
     return len(jobs)
 
 
-def prepare_tiny(out: Path, seed: int = 0, per_class: int = 50, quiet: bool = False, log=print) -> dict:
+def prepare_tiny(out: Path, seed: int = 0, per_class: int = 50, quiet: bool = False, log=print,
+                 train_per_class: int = TRAIN_PER_CLASS, val_per_class: int = VAL_PER_CLASS) -> dict:
     """Write the embedded set's JPEG tree into ``out/imagefolder`` and prepare it into ``out``; the one way
     every command makes it (``data_prep tiny``, a profile with ``data.source: tiny``), so that the files
     and the cache keys built from them are the same whichever command made them. FFCV's writer lays pages
     out in the order its processes finish, so with two or more the same images give different bytes (the
     smoke data set's ``train.beton`` changed checksum between two builds on 2 cores); one process writes it
-    here, in the same time on 2 cores (about 11 s)."""
+    here, in the same time on 2 cores (about 11 s). ``train_per_class`` / ``val_per_class`` size the set (the
+    proxy profile's is larger); image ``i`` of a class is the same image at every size."""
     from data_prep.write import WriteParams, prepare
 
-    made = write_imagefolder(Path(out) / "imagefolder", seed, quiet=quiet)
+    made = write_imagefolder(Path(out) / "imagefolder", seed, train_per_class, val_per_class, quiet=quiet)
     if made:
         log(f"tiny: {made} new images in {Path(out) / 'imagefolder'}")
     return prepare(Path(out) / "imagefolder", out, per_class, seed, WriteParams(), None, BASE_RESOLUTION,

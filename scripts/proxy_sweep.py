@@ -1,0 +1,228 @@
+"""The proxy protocol's sweep: uniform *Channel* networks of each family (the reference cells: 0.25x, 0.5x and
+1.0x at full resolution, 1.0x at half) trained from scratch on the embedded set at a given size with a given
+recipe, several seeds each, every run its own record. A rerun skips the runs already recorded, so an
+interrupted sweep continues where it stopped; ``--report`` rewrites the summary from every record.
+
+    python scripts/proxy_sweep.py --label ep6-ema --train-per-class 400 --val-per-class 640 \\
+        --set train.epochs=6 --set train.ema_decay=0.99 --families mobilenet_v1 --seeds 0 1 2 --jobs 2
+    python scripts/proxy_sweep.py --report docs/proxy_sweep     # docs/proxy_sweep.md and .json
+
+The recipe is ``--profile``'s ``train`` (smoke's by default: its per-family changes are not applied) with
+each ``--set`` applied to every family and each ``--family-set family:key=value`` to one. A run is named by
+the hash of everything that determines it (family, width, resolution, seed, recipe, data size, threads),
+so two labels with the same settings share runs. ``--jobs N`` runs N at a time, each pinned to its own
+``--threads`` cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CELLS = ((0.25, 224), (0.5, 224), (1.0, 224), (1.0, 112))  # the reference cells: (width, ImageNet-scale px)
+
+
+def data_folder(results: Path, train_per_class: int, val_per_class: int) -> Path:
+    return results / "data" / f"tiny-{train_per_class}-{val_per_class}"
+
+
+def prepare(results: Path, train_per_class: int, val_per_class: int) -> Path:
+    from data_prep.tiny import prepare_tiny
+
+    folder = data_folder(results, train_per_class, val_per_class)
+    prepare_tiny(folder, 0, 50, quiet=True, log=print, train_per_class=train_per_class,
+                 val_per_class=val_per_class)
+    return folder
+
+
+def run_key(spec: dict) -> str:
+    from repro.keys import input_key
+
+    return input_key(**{k: v for k, v in spec.items() if k != "label"})
+
+
+def _pin(queue) -> None:
+    cores = queue.get()
+    os.sched_setaffinity(0, cores)
+    import torch
+
+    torch.set_num_threads(len(cores))
+
+
+def one_run(spec: dict, folder: str, out: str) -> dict:
+    """Train one reference network as ``spec`` says; its record (written atomically) is the return value."""
+    import torch
+
+    from repro.atomic import atomic_write_text
+    from repro.config import from_mapping
+    from repro.data.manifest import read_manifest
+    from repro.models import build_model
+    from repro.profiles import TrainConfig
+    from repro.reference import RULES
+    from repro.train.trainer import TrainData, fit
+
+    manifest = read_manifest(Path(folder))
+    recipe = from_mapping(TrainConfig, spec["recipe"], "train")
+    data = TrainData(Path(folder) / "train.beton", Path(folder) / "val.beton", len(manifest["classes"]),
+                     int(manifest["base_resolution"]), decode="base")
+    arch = RULES[spec["family"]].arch(spec["family"], spec["width"], spec["resolution"])
+    arch = dataclasses.replace(arch, num_classes=data.num_classes)
+    torch.manual_seed(spec["seed"])
+    model = build_model(arch)
+    t0 = time.perf_counter()
+    result = fit(model, data, recipe, spec["seed"], arch.resolution, log=lambda line: None)
+    record = {**spec, "key": run_key(spec), "top1": result["top1"], "top5": result["top5"],
+              "train_loss": result["train_loss"], "pixels": result["resolution"],
+              "train_seconds": result["train_seconds"], "wall_seconds": time.perf_counter() - t0,
+              "images_per_second": result["images_per_second"], "val_images": sum(manifest["counts"]["val"].values()),
+              "torch_threads": torch.get_num_threads(), "cpu": _cpu(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic_write_text(Path(out) / f"{record['key']}.json", json.dumps(record, indent=1))
+    return record
+
+
+def _cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def recipe_for(profile_name: str, family: str, sets: list[str], family_sets: list[str]) -> dict:
+    from repro.config import apply_overrides, from_mapping, to_mapping
+    from repro.profiles import TrainConfig, load_profile
+
+    base = {"train": to_mapping(load_profile(profile_name).train)}
+    mine = [s.split(":", 1)[1] for s in family_sets if s.split(":", 1)[0] == family]
+    unknown = {s.split(":", 1)[0] for s in family_sets} - {"mobilenet_v1", "mobilenet_v2", "resnet50"}
+    if unknown:
+        raise SystemExit(f"--family-set {sorted(unknown)}: not a family (mobilenet_v1, mobilenet_v2, resnet50)")
+    merged = apply_overrides(base, [*sets, *mine])
+    return to_mapping(from_mapping(TrainConfig, merged["train"], "train"))
+
+
+def t_interval(values: list[float]) -> float:
+    """Half-width of the 95% t-interval of the mean (0 for one value)."""
+    if len(values) < 2:
+        return float("nan")
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)))
+
+
+def report(out: Path, records: list[dict]) -> None:
+    from repro.atomic import atomic_write_text
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["label"], r["family"], r["threads"], r["width"], r["resolution"]), []).append(r)
+    lines = ["| label | family | threads | width | px (tiny / ImageNet) | top-1 % mean ± 95% CI (n) | sd "
+             "| seeds' top-1 % | val SE | train s | img/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (label, family, threads, width, res), runs in sorted(groups.items()):
+        runs.sort(key=lambda r: r["seed"])
+        acc = [100 * r["top1"] for r in runs]
+        mean = statistics.mean(acc)
+        sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
+        n_val = runs[0]["val_images"]
+        se_val = 100 * math.sqrt(mean / 100 * (1 - mean / 100) / n_val)
+        lines.append(f"| {label} | {family} | {threads} | {width}x | {runs[0]['pixels']} / {res} | {mean:.1f} ± "
+                     f"{t_interval(acc):.1f} ({len(acc)}) | {sd:.2f} | {', '.join(f'{a:.1f}' for a in acc)} | "
+                     f"{se_val:.2f} | {statistics.mean(r['train_seconds'] for r in runs):.0f} | "
+                     f"{statistics.mean(r['images_per_second'] for r in runs):.0f} |")
+    pooled = ["", "Pooled within-cell sd over seeds (reference cells with n >= 2):", "",
+              "| label | family | threads | pooled sd | max cell sd | cells |", "|---|---|---|---|---|---|"]
+    by: dict[tuple, list[list[float]]] = {}
+    for (label, family, threads, _w, _r), runs in groups.items():
+        if len(runs) > 1:
+            by.setdefault((label, family, threads), []).append([100 * r["top1"] for r in runs])
+    for (label, family, threads), cells in sorted(by.items()):
+        dof = sum(len(c) - 1 for c in cells)
+        pooled_sd = math.sqrt(sum((len(c) - 1) * statistics.variance(c) for c in cells) / dof)
+        pooled.append(f"| {label} | {family} | {threads} | {pooled_sd:.2f} | "
+                      f"{max(statistics.stdev(c) for c in cells):.2f} | {len(cells)} |")
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines + pooled) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(sorted(records, key=lambda r: (
+        r["label"], r["family"], r["threads"], r["width"], -r["resolution"], r["seed"])), indent=1))
+    print("\n".join(lines + pooled))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--label", help="a name for this recipe and data size in the report")
+    p.add_argument("--results", type=Path, default=ROOT / "results")
+    p.add_argument("--profile", default="smoke")
+    p.add_argument("--set", dest="sets", action="append", default=[], help="train.key=value, every family")
+    p.add_argument("--family-set", dest="family_sets", action="append", default=[],
+                   help="family:train.key=value, one family")
+    p.add_argument("--families", nargs="+", default=["mobilenet_v1", "mobilenet_v2", "resnet50"])
+    p.add_argument("--cells", nargs="+", default=None, help="width@px pairs, e.g. 0.25@224 1.0@112 (default: "
+                   "the four reference cells)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--train-per-class", type=int, default=400)
+    p.add_argument("--val-per-class", type=int, default=640)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (and cores) per run")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--report", type=Path, help="write <path>.md and <path>.json from every record and stop")
+    a = p.parse_args()
+    out = a.results / "proxy_sweep"
+    out.mkdir(parents=True, exist_ok=True)
+    records = [json.loads(f.read_text()) for f in sorted(out.glob("*.json"))]
+    if a.report:
+        report(a.report, records)
+        return
+    if not a.label:
+        raise SystemExit("--label is required to run (it names the recipe in the report)")
+    cells = CELLS if a.cells is None else tuple((float(c.split("@")[0]), int(c.split("@")[1])) for c in a.cells)
+    folder = prepare(a.results, a.train_per_class, a.val_per_class)
+    done = {r["key"] for r in records}
+    todo = []
+    for family in a.families:
+        recipe = recipe_for(a.profile, family, a.sets, a.family_sets)
+        for width, res in cells:
+            for seed in a.seeds:
+                spec = {"label": a.label, "family": family, "width": width, "resolution": res, "seed": seed,
+                        "recipe": recipe, "train_per_class": a.train_per_class, "val_per_class": a.val_per_class,
+                        "threads": a.threads, "generator": 2}
+                if run_key(spec) not in done:
+                    todo.append(spec)
+    print(f"{len(todo)} run(s) to do, {a.jobs} at a time", flush=True)
+    cores = sorted(os.sched_getaffinity(0))
+    if a.jobs * a.threads > len(cores):
+        raise SystemExit(f"--jobs {a.jobs} x --threads {a.threads} needs {a.jobs * a.threads} cores; "
+                         f"{len(cores)} available")
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    for j in range(a.jobs):
+        queue.put(set(cores[j * a.threads:(j + 1) * a.threads]))
+    with ctx.Pool(a.jobs, initializer=_pin, initargs=(queue,)) as pool:
+        pending = [pool.apply_async(one_run, (spec, str(folder), str(out))) for spec in todo]
+        for i, job in enumerate(pending):
+            try:
+                r = job.get()
+            except Exception as e:  # noqa: BLE001 - one failed run is reported, the others go on
+                print(f"[{i + 1}/{len(todo)}] FAILED {todo[i]['family']} {todo[i]['width']}x@{todo[i]['resolution']} "
+                      f"seed {todo[i]['seed']}: {type(e).__name__}: {e}", flush=True)
+                continue
+            print(f"[{i + 1}/{len(todo)}] {r['label']} {r['family']} {r['width']}x@{r['resolution']} seed {r['seed']}: "
+                  f"top-1 {100 * r['top1']:.1f}%  {r['train_seconds']:.0f} s  {r['images_per_second']:.0f} img/s",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
