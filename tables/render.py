@@ -17,7 +17,9 @@ to read another folder) whose method, variant, family and constraint are the cel
   here* (a GPU-latency cell on a machine without a GPU), *not reported* (the paper has "—", the default run
   does not produce the cell, and we have nothing either).
 
-Several seeds of one cell show as mean ± std (n).
+Several seeds of one cell show as mean ± the half-width of the 95% t-interval of the mean (n seeds); a proxy
+top-1 from one seed says "1 seed: not a measurement". A searched cell's FLOPs show the mean over seeds, their
+range, and how many seeds meet the column's constraint.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 from repro.cost.flops import format_macs, reported_tolerance
 from repro.results import RecordError, load_records
+from repro.stats import t_half_width
 from tables.reported import ReportedCell, load_reported
 from tables.spec import FAMILY_OF_TABLE, column_constraint, row_spec, table_cells
 
@@ -75,6 +78,7 @@ class MetricCell:
     paper_value: float | None = None
     ours_value: float | None = None
     n: int = 0
+    ours_half: float | None = None  # half-width of the 95% t-interval of ``ours_value`` (n >= 2), for error bars
 
 
 @dataclass
@@ -193,10 +197,15 @@ def _same_constraint(record: dict, want: dict) -> bool:
                                                             rel_tol=1e-9)
 
 
-def _mean_std(values: list[float], digits: int, suffix: str = "") -> str:
+def _mean_ci(values: list[float], digits: int, suffix: str = "") -> str:
+    """One value as it is; several as mean ± the half-width of the 95% t-interval of the mean (n)."""
     if len(values) == 1:
         return f"{values[0]:.{digits}f}{suffix}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}{suffix} (n={len(values)})"
+    return f"{statistics.mean(values):.{digits}f} ± {t_half_width(values):.{digits}f}{suffix} (n={len(values)})"
+
+
+def _half(values: list[float]) -> float | None:
+    return t_half_width(values) if len(values) > 1 else None
 
 
 def _paper_latency_ratio(reported: list[ReportedCell], cell: ReportedCell) -> float | None:
@@ -277,8 +286,10 @@ def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: 
             verdict = "not reported"
         else:
             verdict = "match" if abs(mean - c.value) <= tol.acc_points + 1e-9 else "outside"
-        return MetricCell("top1", paper, _mean_std(values, 1, "%") + ("" if imagenet else " (proxy)"), verdict,
-                          c.value, mean, len(values))
+        text = _mean_ci(values, 1, "%")
+        if not imagenet:
+            text += " (proxy; 1 seed: not a measurement)" if len(values) == 1 else " (proxy)"
+        return MetricCell("top1", paper, text, verdict, c.value, mean, len(values), _half(values))
     if c.metric == "flops":
         values = [float(r["macs_scaled"] if CONVENTION == "scaled" else r["macs"]) for r in mine
                   if r.get("macs") is not None]
@@ -291,10 +302,15 @@ def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: 
         else:
             lo, hi = reported_tolerance(c.reported, tol.flops_rel)
             verdicts.append("match" if lo <= ours < hi else "outside")
+        meeting = sum(v <= constraint["limit"] for v in values)
         if not row.baseline:
-            verdicts.append("meets constraint" if max(values) <= constraint["limit"] else "over constraint")
-        text = format_macs(ours) if len(values) == 1 else f"{format_macs(ours)} (mean, n={len(values)})"
-        return MetricCell("flops", paper, text, "; ".join(verdicts), c.value, ours, len(values))
+            verdicts.append("meets constraint" if meeting == len(values) else "over constraint")
+        if len(values) == 1:
+            text = format_macs(ours)
+        else:  # seeds may end in other architectures: their spread, and how many meet the column's limit
+            text = f"{format_macs(ours)} (mean; {format_macs(min(values))}–{format_macs(max(values))}, n={len(values)}"
+            text += ")" if row.baseline else f"; {meeting}/{len(values)} meet the constraint)"
+        return MetricCell("flops", paper, text, "; ".join(verdicts), c.value, ours, len(values), _half(values))
     if c.metric == "optimization_time":
         seconds = [(r.get("search_seconds") or 0.0) + (r.get("retrain_seconds") or 0.0) for r in mine]
         if not mine:
@@ -314,8 +330,9 @@ def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: 
     devices = sorted({str(m.get("device", "?")) for m in measured})
     ms = [float(m["ms"]) for m in measured]
     verdict = "meets constraint" if max(ratios) <= 1 + tol.latency_rel + 1e-12 else "over constraint"
-    text = f"{_mean_std(ms, 3, ' ms')} on {', '.join(devices)} ({_mean_std(ratios, 3)}x of reference)"
-    return MetricCell("latency", paper, text, verdict, c.value, statistics.mean(ratios), len(measured))
+    text = f"{_mean_ci(ms, 3, ' ms')} on {', '.join(devices)} ({_mean_ci(ratios, 3)}x of reference)"
+    return MetricCell("latency", paper, text, verdict, c.value, statistics.mean(ratios), len(measured),
+                      _half(ratios))
 
 
 def _device(record: dict) -> str:
@@ -349,7 +366,8 @@ def _metric_order(view: TableView, subtable: str) -> list[str]:
 def to_markdown(view: TableView) -> str:
     out = [f"## Table {view.table} ({view.family}) on the {view.profile} profile", "",
            f"Tolerances: {view.tolerances.describe()}.",
-           "Our top-1 is a proxy unless the records come from the imagenet profile; the paper's is ImageNet.", ""]
+           "Our top-1 is a proxy unless the records come from the imagenet profile; the paper's is ImageNet.",
+           "Several seeds of a cell read mean ± half-width of the 95% t-interval of the mean (n seeds).", ""]
     if view.datasets:
         out += ["Data: " + view.datasets[0] if len(view.datasets) == 1 else "Data (the records are of "
                 f"{len(view.datasets)} data sets):"] + [f"- {d}" for d in view.datasets[len(view.datasets) == 1:]]
@@ -382,12 +400,13 @@ def to_csv(view: TableView) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["table", "subtable", "group", "row", "column", "method", "variant", "metric", "paper",
-                "paper_value", "ours", "ours_value", "n", "verdict", "profile", "mac_convention"])
+                "paper_value", "ours", "ours_value", "ours_ci95_half", "n", "verdict", "profile", "mac_convention"])
     for r in view.rows:
         for m in r.metrics.values():
             w.writerow([r.table, r.subtable, r.group, r.row, r.column, r.method, r.variant, m.metric, m.paper,
                         "" if m.paper_value is None else m.paper_value, m.ours,
-                        "" if m.ours_value is None else m.ours_value, m.n, m.verdict, view.profile, CONVENTION])
+                        "" if m.ours_value is None else m.ours_value, "" if m.ours_half is None else m.ours_half,
+                        m.n, m.verdict, view.profile, CONVENTION])
     return buf.getvalue()
 
 
@@ -450,8 +469,10 @@ def to_latex(view: TableView) -> str:
 
 
 def plot(view: TableView, out_dir: Path) -> list[Path]:
-    """Top-1 against MACs (FLOPs sub-table) or against the latency ratio (latency sub-tables): the paper's
-    points and ours, one PNG and one PDF per sub-table. Returns the files written."""
+    """Top-1 against MACs (FLOPs sub-table) or against latency (latency sub-tables), one PNG and one PDF per
+    sub-table, in two panels: the paper's ImageNet numbers on the left, ours on the right with the 95%
+    t-interval over seeds as error bars. A proxy top-1 never shares an axis with the paper's ImageNet top-1;
+    on the imagenet profile the two panels share theirs. Returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -459,34 +480,39 @@ def plot(view: TableView, out_dir: Path) -> list[Path]:
 
     from repro.atomic import atomic_write_bytes
 
+    imagenet = view.profile == "imagenet"
     written = []
     for sub in view.subtables():
         x_metric = "flops" if sub == "flops" else "latency"
-        fig, ax = plt.subplots(figsize=(9, 4.2))
+        scale = 1e6 if x_metric == "flops" else 1.0
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), sharey=imagenet)
         rows = [r for r in view.rows if r.subtable == sub]
-        any_ours = False
         for group, name in dict.fromkeys((r.group, r.row) for r in rows):
             pts = [(r.metrics.get(x_metric), r.metrics.get("top1")) for r in rows if (r.group, r.row) == (group, name)]
             paper = sorted((x.paper_value, a.paper_value) for x, a in pts if x and a and x.paper_value is not None
                            and a.paper_value is not None)
-            ours = sorted((x.ours_value, a.ours_value) for x, a in pts if x and a and x.ours_value is not None
-                          and a.ours_value is not None)
-            scale = 1e6 if x_metric == "flops" else 1.0
+            ours = sorted((x.ours_value / (1 if x_metric == "latency" else scale), a.ours_value,
+                           float("nan") if a.ours_half is None else a.ours_half,
+                           float("nan") if x.ours_half is None else x.ours_half / (1 if x_metric == "latency"
+                                                                                   else scale))
+                          for x, a in pts if x and a and x.ours_value is not None and a.ours_value is not None)
             label = name if name == group else f"{group}: {name}"
-            color = None
-            if paper:
-                line, = ax.plot([p[0] / scale for p in paper], [p[1] for p in paper], "o--", label=f"{label} (paper)")
-                color = line.get_color()
-            if ours:
-                any_ours = True
-                ax.plot([p[0] / scale for p in ours], [p[1] for p in ours], "x-", color=color, label=f"{label} (ours)")
-        ax.set_xlabel("MMACs" if x_metric == "flops" else "latency (ms, paper) / ratio to reference (ours)")
-        ax.set_ylabel("top-1 (%)")
+            line, = left.plot([p[0] / scale for p in paper], [p[1] for p in paper], "o--", label=label)
+            if ours:  # the x error bars: a searched row's seeds end in other architectures
+                right.errorbar([p[0] for p in ours], [p[1] for p in ours], yerr=[p[2] for p in ours],
+                               xerr=[p[3] for p in ours], fmt="x-", capsize=3, color=line.get_color(), label=label)
+        left.set_xlabel("MMACs" if x_metric == "flops" else "latency (ms, the paper's device)")
+        right.set_xlabel("MMACs" if x_metric == "flops" else "latency ratio to the same run's reference")
+        left.set_ylabel("ImageNet top-1 (%), the paper")
+        right.set_ylabel(f"{'ImageNet' if imagenet else 'proxy'} top-1 (%), ours ({view.profile}; bars: 95% "
+                         f"t-interval over seeds)", fontsize=8)
         title = SUBTABLE_TITLES.get(sub, sub)
-        ax.set_title(f"Table {view.table}, {title[0].lower()}{title[1:]} ({view.profile}"
-                     f"{'' if view.profile == 'imagenet' or not any_ours else ': ours is a proxy'})", fontsize=9)
-        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        ax.grid(alpha=0.3)
+        fig.suptitle(f"Table {view.table}, {title[0].lower()}{title[1:]}: the paper (left) and ours on the "
+                     f"{view.profile} profile (right{'' if imagenet else ', a proxy: not ImageNet accuracy'})",
+                     fontsize=9)
+        right.legend(*left.get_legend_handles_labels(), fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        for ax in (left, right):
+            ax.grid(alpha=0.3)
         fig.tight_layout()
         for ext in ("png", "pdf"):
             buf = io.BytesIO()

@@ -23,8 +23,8 @@ PACKAGES = ("repro", "baselines", "tables", "data_prep")
 LAYERS: dict[str, str] = {
     **dict.fromkeys(["repro", "repro.arch", "repro.atomic", "repro.config", "repro.constraint", "repro.dataset",
                      "repro.distributed", "repro.hardware", "repro.keys", "repro.lock", "repro.method", "repro.quiet",
-                     "repro.reference", "repro.registry", "repro.space", "repro.profiles", "repro.cost.*",
-                     "repro.models.*"], "core"),
+                     "repro.stats", "repro.reference", "repro.registry", "repro.space", "repro.profiles",
+                     "repro.cost.*", "repro.models.*"], "core"),
     **dict.fromkeys(["repro.data.*", "data_prep.*"], "data"),
     "repro.train.*": "train",
     **dict.fromkeys(["repro.search.*", "baselines", "baselines.amc", "baselines.amc_ddpg", "baselines.autopruner",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -129,7 +130,7 @@ def test_accuracy_is_a_proxy_off_imagenet_and_compared_on_it(tmp_path):
     _record(smoke, "uniform", "channel", c330, top1=0.9, macs_scaled=325.4e6)
     view = _view(smoke)
     acc = _cell(view, "flops", "Channel", "330M", "top1")
-    assert (acc.verdict, acc.ours, acc.paper) == ("proxy", "90.0% (proxy)", "68.4%")
+    assert (acc.verdict, acc.ours, acc.paper) == ("proxy", "90.0% (proxy; 1 seed: not a measurement)", "68.4%")
     _record(imagenet, "uniform", "channel", c330, top1=0.689, profile="imagenet")  # 68.9 vs 68.4: at 0.5
     _record(imagenet, "uniform", "channel", c150, top1=0.631, profile="imagenet")  # 63.1 vs 63.7: 0.6 off
     view = _view(imagenet, profile="imagenet")
@@ -138,12 +139,34 @@ def test_accuracy_is_a_proxy_off_imagenet_and_compared_on_it(tmp_path):
     assert _cell(view, "flops", "Channel", "45M", "top1").verdict == "not run"
 
 
-def test_seeds_show_mean_std_and_n(tmp_path):
+def test_seeds_show_the_mean_and_its_95_percent_t_interval(tmp_path):
+    """Three seeds of a cell render as mean ± the half-width of scipy's 95% t-interval of their mean (n=3)."""
+    from scipy import stats
+
     c = column_constraint("flops", "330M")
-    for seed, top1 in enumerate((0.40, 0.44, 0.48)):
+    top1s = (0.40, 0.44, 0.49)
+    for seed, top1 in enumerate(top1s):
         _record(tmp_path, "uniform", "channel", c, seed=seed, top1=top1, macs_scaled=325.4e6)
     acc = _cell(_view(tmp_path), "flops", "Channel", "330M", "top1")
-    assert acc.ours == "44.0 ± 4.0% (n=3) (proxy)" and acc.n == 3 and acc.ours_value == pytest.approx(44.0)
+    pct = [100 * t for t in top1s]
+    lo, hi = stats.t.interval(0.95, len(pct) - 1, loc=statistics.mean(pct), scale=stats.sem(pct))
+    assert acc.ours_half == pytest.approx((hi - lo) / 2, rel=1e-12)
+    assert acc.ours_half == pytest.approx(11.20, abs=0.01)  # 4.303 x sd 4.51 / sqrt(3), by hand
+    assert acc.ours == f"{statistics.mean(pct):.1f} ± {(hi - lo) / 2:.1f}% (n=3) (proxy)"
+    assert acc.ours == "44.3 ± 11.2% (n=3) (proxy)"
+    assert acc.n == 3 and acc.ours_value == pytest.approx(44.333, abs=1e-3)
+    assert len(list(tmp_path.rglob("*.json"))) == 3  # a record per seed
+
+
+def test_searched_cells_flops_show_the_range_over_seeds_and_how_many_meet(tmp_path):
+    c = column_constraint("flops", "330M")
+    for seed, macs in enumerate((320e6, 329e6, 334e6)):
+        _record(tmp_path, "proposed", "channel", c, seed=seed, top1=0.4, macs_scaled=macs)
+    view = _view(tmp_path)
+    flops = next(r.metrics["flops"] for r in view.rows if r.subtable == "flops" and r.method == "proposed"
+                 and r.variant == "channel" and r.column == "330M")
+    assert flops.ours == "327.67M (mean; 320.00M–334.00M, n=3; 2/3 meet the constraint)"
+    assert "over constraint" in flops.verdict and flops.n == 3
 
 
 def test_missing_records_not_reported_cells_and_gpu_cells(tmp_path):
@@ -287,7 +310,8 @@ def test_cli_writes_every_format_and_the_plots(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tables", "render", "--table", "1", "--results", str(results),
                           "--format", "all"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "| Uniform rescale baseline | Channel | 330M | 68.4% | 50.0% (proxy) | proxy | 325M | 325.40M | match |" \
+    assert "| Uniform rescale baseline | Channel | 330M | 68.4% | 50.0% (proxy; 1 seed: not a measurement) | proxy " \
+        "| 325M | 325.40M | match |" \
         in out.stdout
     names = {p.name for p in results.iterdir()}
     assert {"table1.md", "table1.tex", "table1.csv", "table1_flops.png", "table1_flops.pdf",
@@ -312,7 +336,7 @@ def test_records_of_another_recipe_are_not_averaged_as_seeds(tmp_path):
     _record(tmp_path, "uniform", "channel", c, seed=2, top1=0.10, macs_scaled=325.4e6,
             profile_config={"train": {"epochs": 1}})
     view = _view(tmp_path)
-    assert _cell(view, "flops", "Channel", "330M", "top1").ours == "42.0 ± 2.8% (n=2) (proxy)"
+    assert _cell(view, "flops", "Channel", "330M", "top1").ours == "42.0 ± 25.4% (n=2) (proxy)"
     assert any("1 record(s) of Channel (uniform) at 330M left out: another recipe" in s for s in view.skipped)
 
 
@@ -326,7 +350,7 @@ def test_records_of_another_data_set_are_not_seeds_and_the_data_sets_are_named(t
         _record(tmp_path, "uniform", "channel", c, seed=seed, top1=top1, macs_scaled=325.4e6,
                 dataset={**tiny, "path": f"/moved/{seed}"})  # moved between runs: still one data set
     view = _view(tmp_path)
-    assert _cell(view, "flops", "Channel", "330M", "top1").ours == "42.0 ± 2.8% (n=2) (proxy)"
+    assert _cell(view, "flops", "Channel", "330M", "top1").ours == "42.0 ± 25.4% (n=2) (proxy)"
     assert len(view.datasets) == 1 and "16 classes at base resolution 32 px, train.beton 0148b8a6aa02, val.beton " \
         "e8a98329; split seed 0, 50 sub-eval images per class" in view.datasets[0]
     assert "\nData: /moved/0, /moved/1: 16 classes" in to_markdown(view)
@@ -334,5 +358,5 @@ def test_records_of_another_data_set_are_not_seeds_and_the_data_sets_are_named(t
     _record(tmp_path, "uniform", "channel", c, seed=2, top1=0.10, macs_scaled=325.4e6,
             dataset={**tiny, "split": {"seed": 7, "per_class": 10}})
     view = _view(tmp_path)
-    assert _cell(view, "flops", "Channel", "330M", "top1").ours == "42.0 ± 2.8% (n=2) (proxy)"
+    assert _cell(view, "flops", "Channel", "330M", "top1").ours == "42.0 ± 25.4% (n=2) (proxy)"
     assert any("1 record(s) of Channel (uniform) at 330M left out: another recipe" in s for s in view.skipped)
