@@ -389,15 +389,11 @@ def retrain_arch(arch: ArchConfig, protocol: str, weights: dict | None, profile:
 
 def _retrain(key: str, arch: ArchConfig, protocol: str, weights: dict | None, profile: Profile, seed: int,
              data: PreparedData, results: Path, device: Any, log: Callable[[str], None], recipe: Any) -> RunRecord:
-    import torch
-
-    from repro.models import build_model
-    from repro.train.trainer import TrainData, fit
+    from repro.train.trainer import TrainData, fit, initial_model
 
     records = results / RECORDS
     model_arch = arch.replace(num_classes=data.num_classes)
-    torch.manual_seed(seed)
-    model = build_model(model_arch)
+    model = initial_model(model_arch, seed)
     if weights is not None:
         model.load_state_dict(weights)
     # make_loader checks each file against the manifest

@@ -382,3 +382,35 @@ def test_numba_finalizer_noise_is_dropped_and_other_unraisables_pass(monkeypatch
     sys.unraisablehook(raised(KeyError, "/elsewhere/mine.py"))
     sys.unraisablehook(raised(ValueError, "/site-packages/numba/core/dispatcher.py"))
     assert len(seen) == 2
+
+
+def test_two_seeds_differ_in_initial_weights_batch_order_and_augmentation(prepared):
+    """A seed is a real axis: another seed draws other initial weights, another order of the training
+    batches and other crops and flips of the same image; the same seed draws the same three again."""
+    from repro.arch import ArchConfig
+    from repro.train.trainer import initial_model
+
+    arch = ArchConfig.uniform("mobilenet_v1", 0.25, 224).replace(num_classes=len(tiny.CLASSES))
+    w0, w0_again, w1 = (initial_model(arch, s).state_dict() for s in (0, 0, 1))
+    # every randomly drawn tensor (the convolutions and the classifier; batch norm starts at constants)
+    drawn = [k for k, v in w0.items() if v.is_floating_point() and v.numel() > 1 and v.std() > 0]
+    assert len(drawn) >= 28 and all(torch.equal(w0[k], w0_again[k]) for k in w0)
+    assert all(not torch.equal(w0[k], w1[k]) for k in drawn)
+
+    _, out, _, _ = prepared
+    split = np.load(out / "sub_train.npy")
+    labels = np.asarray(list_class_folders(prepared[0] / "train").labels)
+    one_per_class = [int(split[labels[split] == c][0]) for c in range(len(tiny.CLASSES))]
+
+    def epoch0(seed):  # each image by its label (one image per class), and the labels in the epoch's order
+        loader, _ = make_loader(out / "train.beton", train=True, batch_size=4, resolution=24,
+                                indices=one_per_class, num_workers=1, seed=seed)
+        loader.next_epoch = 0
+        batches = [(x.clone(), y.clone()) for x, y in loader]
+        order = torch.cat([y for _, y in batches]).tolist()
+        return dict(zip(order, torch.cat([x for x, _ in batches]), strict=True)), order
+
+    (crops0, order0), (again0, order0_again), (crops1, order1) = epoch0(0), epoch0(0), epoch0(1)
+    assert order0 == order0_again and order0 != order1 and sorted(order0) == sorted(order1) == list(range(16))
+    assert all(torch.equal(crops0[c], again0[c]) for c in crops0)
+    assert all(not torch.equal(crops0[c], crops1[c]) for c in crops0)  # the same image, other crop and flip

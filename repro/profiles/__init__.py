@@ -64,8 +64,9 @@ class TrainConfig:
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA, and on CPU (measured faster)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: fp16 on CUDA, off (fp32) on CPU
     checkpoint_every_steps: int = 0  # 0: only at the end of every epoch
-    # exponential moving average of the weights and BN statistics, updated after every step, is what gets
-    # evaluated and kept (0: off, the last weights). Its horizon is about 1 / (1 - decay) steps
+    # exponential moving average of the weights, updated after every step, is what gets evaluated and kept
+    # (0: off, the last weights), with its batch-norm statistics re-estimated on up to 100 training batches
+    # (repro.train.trainer.EMA_BN_BATCHES). Its horizon is about 1 / (1 - decay) steps
     ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
