@@ -30,7 +30,7 @@ from repro.distributed import world_size
 from repro.pipeline import cell_key, run_cell
 from repro.profiles import Profile
 from repro.quiet import register, resume_all
-from repro.results import RunRecord, find_record
+from repro.results import RecordError, RunRecord, find_record, read_record
 from tables.spec import Cell, table_cells
 
 
@@ -122,6 +122,8 @@ def run_table(table: int, profile: Profile, data: PreparedData, results: Path, a
         todo = [st for st in todo if st.cell.method in methods]
     runnable = [st for st in todo if st.status == "pending"]
     jobs = default_jobs(len(runnable)) if jobs is None else jobs
+    if runnable:
+        log(estimate(runnable, profile, results, jobs))
     if jobs > 1:
         if world_size() > 1:
             raise ValueError(f"--jobs={jobs} under torchrun: the ranks train each cell together; give --jobs 1")
@@ -146,6 +148,42 @@ def run_table(table: int, profile: Profile, data: PreparedData, results: Path, a
         counts["ran" if ran else "cached"] += 1
         _report(st, record, ran, profile, log)
     return counts
+
+
+def estimate(pending: list[CellStatus], profile: Profile, results: Path, jobs: int) -> str:
+    """What running ``pending`` will take, from the times of the cell records already in ``results`` (this
+    profile's): a cell's own earlier seeds if any, else its method's cells of the same family; cells with
+    neither are counted as unknown. The wall time assumes ``jobs`` cells at a time, kept busy."""
+    earlier: list[RunRecord] = []
+    for path in sorted((Path(results) / "records").glob("*.json")):
+        try:
+            r = read_record(path)
+        except RecordError:
+            continue  # a bad record is reported where the tables read it
+        if r.kind == "cell" and r.profile == profile.name:
+            earlier.append(r)
+
+    def seconds(r: RunRecord) -> float:
+        return (r.search_seconds or 0.0) + (r.retrain_seconds or 0.0)
+
+    total, known, used = 0.0, 0, set()
+    for st in pending:
+        c = st.cell
+        same = [r for r in earlier if (r.method, r.variant, r.family) == (c.method, c.variant, c.family)
+                and r.constraint == c.constraint.to_dict()]
+        like = same or [r for r in earlier if (r.method, r.family) == (c.method, c.family)]
+        if like:
+            total += sum(map(seconds, like)) / len(like)
+            known += 1
+            used.update(r.key for r in like)
+    where = f"{Path(results) / 'records'}"
+    if not known:
+        return (f"estimate: {len(pending)} cell(s) to run; no earlier {profile.name} record of their methods in "
+                f"{where}, so no estimate (each cell's record keeps its time for the next one)")
+    unknown = len(pending) - known
+    return (f"estimate: {len(pending)} cell(s) to run, about {total / 60:.0f} min of cell time, {total / 60 / jobs:.0f}"
+            f" min at {jobs} at a time, from {len(used)} earlier record(s) in {where}"
+            + (f"; {unknown} cell(s) with no earlier record of their method are not counted" if unknown else ""))
 
 
 def schedule(cells: list[CellStatus]) -> list[CellStatus]:

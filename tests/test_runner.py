@@ -63,3 +63,34 @@ def test_the_searching_cells_start_first_their_methods_in_turn(tmp_path):
     searching = methods[:first_uniform]
     kinds = list(dict.fromkeys(searching))
     assert len(kinds) > 2 and searching[:len(kinds)] == kinds  # one cell of each method before any second
+
+
+def test_the_estimate_comes_from_the_earlier_records_of_the_cells_or_their_method(tmp_path):
+    from repro.arch import ArchConfig
+    from repro.results import RunRecord, write_record
+    from repro.runner import estimate, statuses
+    from tables.spec import column_constraint
+
+    profile = load_profile("smoke")
+    cells = statuses(1, profile, None, tmp_path, all_cells=True)
+    pick = {(st.cell.method, st.cell.variant, st.cell.column): st for st in cells if st.cell.subtable == "flops"}
+    pending = [pick[("uniform", "channel", "330M")], pick[("netadapt", "channel", "150M")],
+               pick[("amc", "channel", "330M")]]
+    assert "no earlier smoke record of their methods" in estimate(pending, profile, tmp_path, 2)
+
+    def record(name, method, column, seconds, profile_name="smoke"):
+        write_record(tmp_path / "records", RunRecord(
+            key=name, kind="cell", method=method, variant="channel", family="mobilenet_v1",
+            constraint=column_constraint("flops", column).to_dict(), arch=ArchConfig.uniform("mobilenet_v1").to_dict(),
+            profile=profile_name, profile_config={}, dataset={}, seed=0, search_seconds=seconds / 2,
+            retrain_seconds=seconds / 2))
+
+    record("u0", "uniform", "330M", 100)  # the cell's own earlier seeds: 150 s
+    record("u1", "uniform", "330M", 200)
+    record("u2", "uniform", "150M", 9999)  # another cell of the method: not used while the cell has its own
+    record("n0", "netadapt", "330M", 300)  # NetAdapt at 150M has none of its own: its method's 300 s
+    record("a0", "amc", "330M", 5000, profile_name="imagenet")  # another profile's: not counted
+    said = estimate(pending, profile, tmp_path, 2)
+    assert said.startswith("estimate: 3 cell(s) to run, about 8 min of cell time, 4 min at 2 at a time, from 3 "
+                           "earlier record(s)"), said
+    assert said.endswith("; 1 cell(s) with no earlier record of their method are not counted"), said
