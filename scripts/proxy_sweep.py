@@ -29,20 +29,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+FAMILIES = ("mobilenet_v1", "mobilenet_v2", "resnet50")
 CELLS = ((0.25, 224), (0.5, 224), (1.0, 224), (1.0, 112))  # the reference cells: (width, ImageNet-scale px)
 
 
-def data_folder(results: Path, train_per_class: int, val_per_class: int) -> Path:
-    return results / "data" / f"tiny-{train_per_class}-{val_per_class}"
+SUB_EVAL_PER_CLASS = 50  # the paper's split of the training images (unused by the sweep's training, kept as made)
 
 
-def prepare(results: Path, train_per_class: int, val_per_class: int) -> Path:
+def data_folder(results: Path, train_per_class: int, val_per_class: int,
+                sub_eval_per_class: int = SUB_EVAL_PER_CLASS) -> Path:
+    tail = "" if sub_eval_per_class == SUB_EVAL_PER_CLASS else f"-se{sub_eval_per_class}"
+    return results / "data" / f"tiny-{train_per_class}-{val_per_class}{tail}"
+
+
+def prepare(results: Path, train_per_class: int, val_per_class: int,
+            sub_eval_per_class: int = SUB_EVAL_PER_CLASS) -> Path:
     from data_prep.tiny import prepare_tiny
 
-    folder = data_folder(results, train_per_class, val_per_class)
-    prepare_tiny(folder, 0, 50, quiet=True, log=print, train_per_class=train_per_class,
+    folder = data_folder(results, train_per_class, val_per_class, sub_eval_per_class)
+    prepare_tiny(folder, 0, sub_eval_per_class, quiet=True, log=print, train_per_class=train_per_class,
                  val_per_class=val_per_class)
     return folder
+
+
+def _prepare_in_child(*args) -> None:
+    """``prepare`` in its own process, ended with ``os._exit``: FFCV's writer loads numba's TBB pool, whose
+    unloading at a normal exit can deadlock (seen under pytest: the data made, the process never ending)."""
+    code = 0
+    try:
+        prepare(*args)
+    except BaseException:  # noqa: BLE001 - printed, and the exit code says it failed
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_key(spec: dict) -> str:
@@ -66,10 +89,9 @@ def one_run(spec: dict, folder: str, out: str) -> dict:
     from repro.atomic import atomic_write_text
     from repro.config import from_mapping
     from repro.data.manifest import read_manifest
-    from repro.models import build_model
     from repro.profiles import TrainConfig
     from repro.reference import RULES
-    from repro.train.trainer import TrainData, fit
+    from repro.train.trainer import TrainData, fit, initial_model
 
     manifest = read_manifest(Path(folder))
     recipe = from_mapping(TrainConfig, spec["recipe"], "train")
@@ -77,8 +99,7 @@ def one_run(spec: dict, folder: str, out: str) -> dict:
                      int(manifest["base_resolution"]), decode="base")
     arch = RULES[spec["family"]].arch(spec["family"], spec["width"], spec["resolution"])
     arch = dataclasses.replace(arch, num_classes=data.num_classes)
-    torch.manual_seed(spec["seed"])
-    model = build_model(arch)
+    model = initial_model(arch, spec["seed"])
     t0 = time.perf_counter()
     result = fit(model, data, recipe, spec["seed"], arch.resolution, log=lambda line: None)
     record = {**spec, "key": run_key(spec), "top1": result["top1"], "top5": result["top5"],
@@ -108,24 +129,13 @@ def recipe_for(profile_name: str, family: str, sets: list[str], family_sets: lis
 
     base = {"train": to_mapping(load_profile(profile_name).train)}
     mine = [s.split(":", 1)[1] for s in family_sets if s.split(":", 1)[0] == family]
-    unknown = {s.split(":", 1)[0] for s in family_sets} - {"mobilenet_v1", "mobilenet_v2", "resnet50"}
-    if unknown:
-        raise SystemExit(f"--family-set {sorted(unknown)}: not a family (mobilenet_v1, mobilenet_v2, resnet50)")
     merged = apply_overrides(base, [*sets, *mine])
     return to_mapping(from_mapping(TrainConfig, merged["train"], "train"))
 
 
-def t_interval(values: list[float]) -> float:
-    """Half-width of the 95% t-interval of the mean (0 for one value)."""
-    if len(values) < 2:
-        return float("nan")
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)))
-
-
 def report(out: Path, records: list[dict]) -> None:
     from repro.atomic import atomic_write_text
+    from repro.stats import t_half_width
 
     groups: dict[tuple, list[dict]] = {}
     for r in records:
@@ -139,8 +149,9 @@ def report(out: Path, records: list[dict]) -> None:
         sd = statistics.stdev(acc) if len(acc) > 1 else float("nan")
         n_val = runs[0]["val_images"]
         se_val = 100 * math.sqrt(mean / 100 * (1 - mean / 100) / n_val)
-        lines.append(f"| {label} | {family} | {threads} | {width}x | {runs[0]['pixels']} / {res} | {mean:.1f} ± "
-                     f"{t_interval(acc):.1f} ({len(acc)}) | {sd:.2f} | {', '.join(f'{a:.1f}' for a in acc)} | "
+        lines.append(f"| {label} | {family} | {threads} | {width}x | {runs[0]['pixels']} / {res} | {mean:.1f}"
+                     f"{f' ± {t_half_width(acc):.1f}' if len(acc) > 1 else ''} ({len(acc)}) | "
+                     f"{'—' if len(acc) < 2 else f'{sd:.2f}'} | {', '.join(f'{a:.1f}' for a in acc)} | "
                      f"{se_val:.2f} | {statistics.mean(r['train_seconds'] for r in runs):.0f} | "
                      f"{statistics.mean(r['images_per_second'] for r in runs):.0f} |")
     pooled = ["", "Pooled within-cell sd over seeds (reference cells with n >= 2):", "",
@@ -168,12 +179,14 @@ def main() -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], help="train.key=value, every family")
     p.add_argument("--family-set", dest="family_sets", action="append", default=[],
                    help="family:train.key=value, one family")
-    p.add_argument("--families", nargs="+", default=["mobilenet_v1", "mobilenet_v2", "resnet50"])
+    p.add_argument("--families", nargs="+", default=list(FAMILIES))
     p.add_argument("--cells", nargs="+", default=None, help="width@px pairs, e.g. 0.25@224 1.0@112 (default: "
                    "the four reference cells)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--train-per-class", type=int, default=400)
     p.add_argument("--val-per-class", type=int, default=640)
+    p.add_argument("--sub-eval-per-class", type=int, default=SUB_EVAL_PER_CLASS,
+                   help="the split's sub-eval images per class (the sweep trains on all the training images)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (and cores) per run")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time")
     p.add_argument("--report", type=Path, help="write <path>.md and <path>.json from every record and stop")
@@ -186,8 +199,23 @@ def main() -> None:
         return
     if not a.label:
         raise SystemExit("--label is required to run (it names the recipe in the report)")
+    unknown = {s.split(":", 1)[0] for s in a.family_sets} - set(FAMILIES)
+    if unknown:  # before the data set is made
+        raise SystemExit(f"--family-set {sorted(unknown)}: not a family ({', '.join(FAMILIES)})")
+    bad = sorted(set(a.families) - set(FAMILIES))
+    if bad:
+        raise SystemExit(f"--families {bad}: not a family ({', '.join(FAMILIES)})")
     cells = CELLS if a.cells is None else tuple((float(c.split("@")[0]), int(c.split("@")[1])) for c in a.cells)
-    folder = prepare(a.results, a.train_per_class, a.val_per_class)
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    maker = ctx.Process(target=_prepare_in_child,
+                        args=(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class))
+    maker.start()
+    maker.join()
+    if maker.exitcode != 0:
+        raise SystemExit(f"making the data set failed (exit code {maker.exitcode}): its error is above")
+    folder = data_folder(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class)
     done = {r["key"] for r in records}
     todo = []
     for family in a.families:
@@ -196,7 +224,11 @@ def main() -> None:
             for seed in a.seeds:
                 spec = {"label": a.label, "family": family, "width": width, "resolution": res, "seed": seed,
                         "recipe": recipe, "train_per_class": a.train_per_class, "val_per_class": a.val_per_class,
-                        "threads": a.threads, "generator": 2}
+                        "threads": a.threads,
+                        **({} if a.sub_eval_per_class == SUB_EVAL_PER_CLASS
+                           else {"sub_eval_per_class": a.sub_eval_per_class}),
+                        # 3: an EMA run's batch-norm statistics re-estimated (its generator-2 records are not)
+                        "generator": 3 if recipe["ema_decay"] > 0 else 2}
                 if run_key(spec) not in done:
                     todo.append(spec)
     print(f"{len(todo)} run(s) to do, {a.jobs} at a time", flush=True)
@@ -204,9 +236,6 @@ def main() -> None:
     if a.jobs * a.threads > len(cores):
         raise SystemExit(f"--jobs {a.jobs} x --threads {a.threads} needs {a.jobs * a.threads} cores; "
                          f"{len(cores)} available")
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     for j in range(a.jobs):
         queue.put(set(cores[j * a.threads:(j + 1) * a.threads]))
