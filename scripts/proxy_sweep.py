@@ -135,7 +135,7 @@ def recipe_for(profile_name: str, family: str, sets: list[str], family_sets: lis
 
 def report(out: Path, records: list[dict]) -> None:
     from repro.atomic import atomic_write_text
-    from repro.stats import t_half_width
+    from repro.stats import detectable_difference, t_half_width
 
     groups: dict[tuple, list[dict]] = {}
     for r in records:
@@ -154,8 +154,11 @@ def report(out: Path, records: list[dict]) -> None:
                      f"{'—' if len(acc) < 2 else f'{sd:.2f}'} | {', '.join(f'{a:.1f}' for a in acc)} | "
                      f"{se_val:.2f} | {statistics.mean(r['train_seconds'] for r in runs):.0f} | "
                      f"{statistics.mean(r['images_per_second'] for r in runs):.0f} |")
-    pooled = ["", "Pooled within-cell sd over seeds (reference cells with n >= 2):", "",
-              "| label | family | threads | pooled sd | max cell sd | cells |", "|---|---|---|---|---|---|"]
+    pooled = ["", "Pooled within-cell sd over seeds (reference cells with n >= 2), and the smallest difference "
+              "between two cells' means that a two-sided t-test (5%) finds with 80% power at that sd and seed count:",
+              "", "| label | family | threads | pooled sd | max cell sd | cells | seeds per cell "
+              "| detectable difference |",
+              "|---|---|---|---|---|---|---|---|"]
     by: dict[tuple, list[list[float]]] = {}
     for (label, family, threads, _w, _r), runs in groups.items():
         if len(runs) > 1:
@@ -163,8 +166,10 @@ def report(out: Path, records: list[dict]) -> None:
     for (label, family, threads), cells in sorted(by.items()):
         dof = sum(len(c) - 1 for c in cells)
         pooled_sd = math.sqrt(sum((len(c) - 1) * statistics.variance(c) for c in cells) / dof)
+        seeds = min(len(c) for c in cells)
         pooled.append(f"| {label} | {family} | {threads} | {pooled_sd:.2f} | "
-                      f"{max(statistics.stdev(c) for c in cells):.2f} | {len(cells)} |")
+                      f"{max(statistics.stdev(c) for c in cells):.2f} | {len(cells)} | {seeds} | "
+                      f"{detectable_difference(pooled_sd, seeds):.1f} |")
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines + pooled) + "\n")
     atomic_write_text(out.with_suffix(".json"), json.dumps(sorted(records, key=lambda r: (
         r["label"], r["family"], r["threads"], r["width"], -r["resolution"], r["seed"])), indent=1))

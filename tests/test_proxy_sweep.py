@@ -59,3 +59,12 @@ def test_t_half_width_is_scipys(values, half):
 
     got = t_half_width(values)
     assert (math.isnan(got) and math.isnan(half)) or got == pytest.approx(half, abs=1e-4)
+
+
+def test_the_detectable_difference_is_the_t_test_power_formula():
+    from repro.stats import detectable_difference
+
+    # 5 seeds, sd 1: (t_0.975 + t_0.8 at 8 dof) * sqrt(2 / 5) = (2.306 + 0.889) * 0.632
+    assert detectable_difference(1.0, 5) == pytest.approx(2.021, abs=1e-3)
+    assert detectable_difference(2.0, 5) == pytest.approx(2 * detectable_difference(1.0, 5))
+    assert detectable_difference(1.0, 1) == math.inf
