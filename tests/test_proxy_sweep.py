@@ -68,3 +68,35 @@ def test_the_detectable_difference_is_the_t_test_power_formula():
     assert detectable_difference(1.0, 5) == pytest.approx(2.021, abs=1e-3)
     assert detectable_difference(2.0, 5) == pytest.approx(2 * detectable_difference(1.0, 5))
     assert detectable_difference(1.0, 1) == math.inf
+
+
+def test_the_rank_script_pairs_the_papers_uniform_rows_with_sweep_runs(tmp_path):
+    """scripts/proxy_rank.py: the published uniform networks are the ones the uniform rules build, and Kendall's
+    tau (with its Fieller interval) is scipy's over the architectures that have runs."""
+    from scipy import stats
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import proxy_rank
+
+    assert proxy_rank.uniform_point("mobilenet_v1", "channel", 330e6) == (0.75, 224)
+    v1 = proxy_rank.published("mobilenet_v1")
+    assert len(v1) == 9 and {(q["width"], q["resolution"]): q["imagenet_top1"] for q in v1}[(0.75, 224)] == 68.4
+    folder = tmp_path / "proxy_sweep"
+    folder.mkdir()
+    proxy = [20.0, 35.0, 30.0, 50.0, 45.0, 60.0]  # one swap among the 6 lowest-ranked networks' order
+    chosen = sorted(v1, key=lambda q: q["imagenet_top1"])[:6]
+    for i, (q, acc) in enumerate(zip(chosen, proxy, strict=True)):
+        for seed, d in enumerate((-1.0, 1.0)):
+            (folder / f"{i}-{seed}.json").write_text(json.dumps({"label": "L", "family": "mobilenet_v1", "seed": seed,
+                                                                 "width": q["width"], "resolution": q["resolution"],
+                                                                 "top1": (acc + d) / 100}))
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "proxy_rank.py"), "--label", "L", "--results",
+                          str(tmp_path), "--out", str(tmp_path / "rank")], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads((tmp_path / "rank.json").read_text())["kendall"]["mobilenet_v1"]
+    want = stats.kendalltau(proxy, [q["imagenet_top1"] for q in chosen])
+    assert got["n"] == 6 and got["tau"] == pytest.approx(want.statistic) and got["p"] == pytest.approx(want.pvalue)
+    z, half = math.atanh(want.statistic), 1.96 * math.sqrt(0.437 / 2)
+    assert got["ci95"] == pytest.approx([math.tanh(z - half), math.tanh(z + half)])
+    assert "| mobilenet_v1 | 1x | 63 |" in (tmp_path / "rank.md").read_text()  # a published network not run
