@@ -491,10 +491,8 @@ def plot(view: TableView, out_dir: Path) -> list[Path]:
             pts = [(r.metrics.get(x_metric), r.metrics.get("top1")) for r in rows if (r.group, r.row) == (group, name)]
             paper = sorted((x.paper_value, a.paper_value) for x, a in pts if x and a and x.paper_value is not None
                            and a.paper_value is not None)
-            ours = sorted((x.ours_value / (1 if x_metric == "latency" else scale), a.ours_value,
-                           float("nan") if a.ours_half is None else a.ours_half,
-                           float("nan") if x.ours_half is None else x.ours_half / (1 if x_metric == "latency"
-                                                                                   else scale))
+            ours = sorted((x.ours_value / scale, a.ours_value, math.nan if a.ours_half is None else a.ours_half,
+                           math.nan if x.ours_half is None else x.ours_half / scale)
                           for x, a in pts if x and a and x.ours_value is not None and a.ours_value is not None)
             label = name if name == group else f"{group}: {name}"
             line, = left.plot([p[0] / scale for p in paper], [p[1] for p in paper], "o--", label=label)
