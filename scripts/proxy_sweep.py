@@ -176,6 +176,23 @@ def report(out: Path, records: list[dict]) -> None:
     print("\n".join(lines + pooled))
 
 
+def specs(a: argparse.Namespace, cells) -> list[dict]:
+    """Every run the arguments ask for, in order: family, then cell, then seed."""
+    out = []
+    for family in a.families:
+        recipe = recipe_for(a.profile, family, a.sets, a.family_sets)
+        for width, res in cells:
+            for seed in a.seeds:
+                out.append({"label": a.label, "family": family, "width": width, "resolution": res, "seed": seed,
+                            "recipe": recipe, "train_per_class": a.train_per_class,
+                            "val_per_class": a.val_per_class, "threads": a.threads,
+                            **({} if a.sub_eval_per_class == SUB_EVAL_PER_CLASS
+                               else {"sub_eval_per_class": a.sub_eval_per_class}),
+                            # 3: an EMA run's batch-norm statistics re-estimated (its generator-2 records are not)
+                            "generator": 3 if recipe["ema_decay"] > 0 else 2})
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--label", help="a name for this recipe and data size in the report")
@@ -194,6 +211,7 @@ def main() -> None:
                    help="the split's sub-eval images per class (the sweep trains on all the training images)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (and cores) per run")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--list", action="store_true", help="print the runs not yet recorded and stop")
     p.add_argument("--report", type=Path, help="write <path>.md and <path>.json from every record and stop")
     a = p.parse_args()
     out = a.results / "proxy_sweep"
@@ -211,6 +229,20 @@ def main() -> None:
     if bad:
         raise SystemExit(f"--families {bad}: not a family ({', '.join(FAMILIES)})")
     cells = CELLS if a.cells is None else tuple((float(c.split("@")[0]), int(c.split("@")[1])) for c in a.cells)
+    done = {r["key"] for r in records}
+    todo = [spec for spec in specs(a, cells) if run_key(spec) not in done]  # before the data: a done sweep needs none
+    if a.list:
+        print(f"{len(todo)} run(s) to do")
+        for spec in todo:
+            print(f"  {spec['family']} {spec['width']}x@{spec['resolution']} seed {spec['seed']}")
+        return
+    if not todo:
+        print("0 run(s) to do: every run is recorded", flush=True)
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if a.jobs * a.threads > len(cores):
+        raise SystemExit(f"--jobs {a.jobs} x --threads {a.threads} needs {a.jobs * a.threads} cores; "
+                         f"{len(cores)} available")
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -221,26 +253,7 @@ def main() -> None:
     if maker.exitcode != 0:
         raise SystemExit(f"making the data set failed (exit code {maker.exitcode}): its error is above")
     folder = data_folder(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class)
-    done = {r["key"] for r in records}
-    todo = []
-    for family in a.families:
-        recipe = recipe_for(a.profile, family, a.sets, a.family_sets)
-        for width, res in cells:
-            for seed in a.seeds:
-                spec = {"label": a.label, "family": family, "width": width, "resolution": res, "seed": seed,
-                        "recipe": recipe, "train_per_class": a.train_per_class, "val_per_class": a.val_per_class,
-                        "threads": a.threads,
-                        **({} if a.sub_eval_per_class == SUB_EVAL_PER_CLASS
-                           else {"sub_eval_per_class": a.sub_eval_per_class}),
-                        # 3: an EMA run's batch-norm statistics re-estimated (its generator-2 records are not)
-                        "generator": 3 if recipe["ema_decay"] > 0 else 2}
-                if run_key(spec) not in done:
-                    todo.append(spec)
     print(f"{len(todo)} run(s) to do, {a.jobs} at a time", flush=True)
-    cores = sorted(os.sched_getaffinity(0))
-    if a.jobs * a.threads > len(cores):
-        raise SystemExit(f"--jobs {a.jobs} x --threads {a.threads} needs {a.jobs * a.threads} cores; "
-                         f"{len(cores)} available")
     queue = ctx.Queue()
     for j in range(a.jobs):
         queue.put(set(cores[j * a.threads:(j + 1) * a.threads]))

@@ -3,6 +3,7 @@ report's mean, 95% t-interval and pooled sd computed from the records."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import statistics
@@ -21,29 +22,65 @@ def _sweep(results: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, cwd=ROOT, timeout=600)
 
 
-def test_a_sweep_records_each_run_resumes_and_reports_the_interval(tmp_path):
+SETS = ["train.epochs=1", "train.batch_size=16", "train.eval_batch_size=32"]
+RUN = ["--label", "t", "--families", "mobilenet_v1", "--cells", "0.25@224", "--train-per-class", "8",
+       "--val-per-class", "4", "--sub-eval-per-class", "2", *(arg for s in SETS for arg in ("--set", s))]
+
+
+def _report_rows(records: list[dict], tmp_path: Path) -> str:
     from scipy import stats
 
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import proxy_sweep
+
+    proxy_sweep.report(tmp_path / "report", records)
+    acc = [100 * r["top1"] for r in sorted(records, key=lambda r: r["seed"])]
+    half = stats.t.ppf(0.975, len(acc) - 1) * statistics.stdev(acc) / math.sqrt(len(acc))
+    md = (tmp_path / "report.md").read_text()
+    assert f"| {statistics.mean(acc):.1f} ± {half:.1f} ({len(acc)}) | {statistics.stdev(acc):.2f} |" in md
+    assert f"| t | mobilenet_v1 | 1 | {statistics.stdev(acc):.2f} |" in md  # one cell: pooled sd is its sd
+    assert len(json.loads((tmp_path / "report.json").read_text())) == len(records)
+    return md
+
+
+def test_recorded_runs_are_skipped_before_any_data_is_made_and_the_report_gives_the_interval(tmp_path):
+    """Runs are named by their inputs: with seeds 0 and 1 recorded, a sweep over seeds 0-2 lists only seed 2,
+    a sweep over 0-1 has nothing to do (and makes no data set), and the report's interval is scipy's."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import proxy_sweep
+
     results = tmp_path / "results"
-    run = ["--label", "t", "--families", "mobilenet_v1", "--cells", "0.25@224", "--seeds", "0", "1",
-           "--train-per-class", "8", "--val-per-class", "4", "--sub-eval-per-class", "2", "--set", "train.epochs=1",
-           "--set", "train.batch_size=16", "--set", "train.eval_batch_size=32"]
-    first = _sweep(results, *run)
+    (results / "proxy_sweep").mkdir(parents=True)
+    asked = argparse.Namespace(
+        label="t", families=["mobilenet_v1"], profile="smoke", sets=SETS, family_sets=[], seeds=[0, 1],
+        train_per_class=8, val_per_class=4, sub_eval_per_class=2, threads=1)
+    records = []
+    for spec, top1 in zip(proxy_sweep.specs(asked, ((0.25, 224),)), (0.40, 0.46), strict=True):
+        records.append({**spec, "key": proxy_sweep.run_key(spec), "top1": top1, "top5": 0.9, "train_loss": 1.0,
+                        "pixels": 32, "train_seconds": 5.0, "images_per_second": 20.0, "val_images": 64})
+        (results / "proxy_sweep" / f"{records[-1]['key']}.json").write_text(json.dumps(records[-1]))
+    assert len({r["key"] for r in records}) == 2  # the seed is part of the name
+    listed = _sweep(results, *RUN, "--seeds", "0", "1", "2", "--list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == ["1 run(s) to do", "  mobilenet_v1 0.25x@224 seed 2"]
+    again = _sweep(results, *RUN, "--seeds", "0", "1")
+    assert again.returncode == 0 and "0 run(s) to do" in again.stdout, again.stderr
+    assert not (results / "data").exists()
+    _report_rows(records, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_sweep_records_each_run_resumes_and_reports_the_interval(tmp_path):
+    results = tmp_path / "results"
+    first = _sweep(results, *RUN, "--seeds", "0", "1")
     assert first.returncode == 0, first.stderr
     assert "2 run(s) to do" in first.stdout
     records = [json.loads(f.read_text()) for f in sorted((results / "proxy_sweep").glob("*.json"))]
     assert sorted(r["seed"] for r in records) == [0, 1] and len({r["key"] for r in records}) == 2
     assert all(r["val_images"] == 64 and r["recipe"]["epochs"] == 1 and 0 <= r["top1"] <= 1 for r in records)
-    again = _sweep(results, *run)  # everything is recorded: nothing runs again
+    again = _sweep(results, *RUN, "--seeds", "0", "1")  # everything is recorded: nothing runs again
     assert again.returncode == 0 and "0 run(s) to do" in again.stdout, again.stderr
-    rep = _sweep(results, "--report", str(tmp_path / "report"))
-    assert rep.returncode == 0, rep.stderr
-    acc = [100 * r["top1"] for r in sorted(records, key=lambda r: r["seed"])]
-    half = stats.t.ppf(0.975, 1) * statistics.stdev(acc) / math.sqrt(2)
-    md = (tmp_path / "report.md").read_text()
-    assert f"| {statistics.mean(acc):.1f} ± {half:.1f} (2) | {statistics.stdev(acc):.2f} |" in md
-    assert f"| t | mobilenet_v1 | 1 | {statistics.stdev(acc):.2f} |" in md  # one cell: pooled sd is its sd
-    assert len(json.loads((tmp_path / "report.json").read_text())) == 2
+    _report_rows(records, tmp_path)
 
 
 def test_a_sweep_names_what_it_needs(tmp_path):
