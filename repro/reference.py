@@ -97,33 +97,42 @@ def select(candidates: list[tuple[ArchConfig, float]], limit: float, selection: 
     raise ValueError(f"selection={selection!r} is not known; allowed: {', '.join(SELECTIONS)}")
 
 
-def candidates(family: str, variant: str) -> tuple[list[tuple[ArchConfig, float]], Callable]:
-    """The variant's grid as (arch, macs) in order of growing cost, and the MAC convention it uses."""
+def points(family: str, variant: str) -> list[tuple[float, int]]:
+    """The variant's grid as (width multiplier, ImageNet-scale resolution), in order of growing cost."""
     rule = RULES[family]
     if variant == "channel":
-        archs = [rule.arch(family, w) for w in _grid(rule.width_step)]
-        cost = count_macs
-    elif variant == "input":
-        archs = [rule.arch(family, 1.0, r) for r in range(rule.min_resolution, BASE_RESOLUTION + 1)]
-        cost = count_macs_scaled
-    elif variant == "channel+input":
-        archs = [rule.arch(family, s, round(BASE_RESOLUTION * s)) for s in _grid(rule.scale_step)
-                 if round(BASE_RESOLUTION * s) >= rule.min_resolution]
-        cost = count_macs_scaled
-    else:
-        raise ValueError(f"variant={variant!r} is not a uniform variant; allowed: {', '.join(VARIANTS)}")
+        return [(w, BASE_RESOLUTION) for w in _grid(rule.width_step)]
+    if variant == "input":
+        return [(1.0, r) for r in range(rule.min_resolution, BASE_RESOLUTION + 1)]
+    if variant == "channel+input":
+        return [(s, round(BASE_RESOLUTION * s)) for s in _grid(rule.scale_step)
+                if round(BASE_RESOLUTION * s) >= rule.min_resolution]
+    raise ValueError(f"variant={variant!r} is not a uniform variant; allowed: {', '.join(VARIANTS)}")
+
+
+def candidates(family: str, variant: str) -> tuple[list[tuple[ArchConfig, float]], Callable]:
+    """The variant's grid as (arch, macs) in order of growing cost, and the MAC convention it uses."""
+    grid = points(family, variant)
+    cost = count_macs if variant == "channel" else count_macs_scaled
+    archs = [RULES[family].arch(family, w, r) for w, r in grid]
     return [(a, cost(a)) for a in archs], cost
 
 
 def uniform_arch(family: str, variant: str, limit_macs: float) -> ArchConfig:
     """The ArchConfig that the family's uniform rule picks for a FLOPs limit (in MACs)."""
+    return uniform_pick(family, variant, limit_macs)[0]
+
+
+def uniform_pick(family: str, variant: str, limit_macs: float) -> tuple[ArchConfig, tuple[float, int]]:
+    """The family's uniform pick for a FLOPs limit (in MACs), with its (width multiplier, resolution)."""
     if family not in RULES:
         raise ValueError(f"family={family!r} is not known; allowed: {', '.join(FAMILIES)}")
     if not limit_macs > 0:
         raise ValueError(f"limit_macs={limit_macs!r} must be a positive number of MACs")
     rule = RULES[family]
     cands, _ = candidates(family, variant)
-    return select(cands, limit_macs, rule.selection, rule.slack)
+    chosen = select(cands, limit_macs, rule.selection, rule.slack)
+    return chosen, next(pt for pt, (arch, _) in zip(points(family, variant), cands, strict=True) if arch == chosen)
 
 
 def reference_arch(family: str, multiplier: float) -> ArchConfig:

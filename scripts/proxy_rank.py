@@ -28,19 +28,9 @@ VARIANT_OF_ROW = {"Channel": "channel", "Input image": "input", "Channel + Input
 
 def uniform_point(family: str, variant: str, limit: float) -> tuple[float, int]:
     """(width multiplier, ImageNet resolution) of the network the family's uniform rule picks for ``limit``."""
-    from repro.reference import BASE_RESOLUTION, RULES, _grid, candidates, uniform_arch
+    from repro.reference import uniform_pick
 
-    rule = RULES[family]
-    if variant == "channel":
-        grid = [(w, BASE_RESOLUTION) for w in _grid(rule.width_step)]
-    elif variant == "input":
-        grid = [(1.0, r) for r in range(rule.min_resolution, BASE_RESOLUTION + 1)]
-    else:
-        grid = [(s, round(BASE_RESOLUTION * s)) for s in _grid(rule.scale_step)
-                if round(BASE_RESOLUTION * s) >= rule.min_resolution]
-    cands, _ = candidates(family, variant)
-    chosen = uniform_arch(family, variant, limit)
-    return next(point for point, (arch, _) in zip(grid, cands, strict=True) if arch == chosen)
+    return uniform_pick(family, variant, limit)[1]
 
 
 def published(family: str) -> list[dict]:

@@ -115,3 +115,16 @@ def test_bad_input_exits_with_one_clear_line(args, message):
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     assert message in out.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("variant", ["channel", "input", "channel+input"])
+@pytest.mark.parametrize("family", ["mobilenet_v1", "mobilenet_v2", "resnet50"])
+def test_a_uniform_pick_names_the_grid_point_it_was_built_from(family, variant):
+    """``uniform_pick``'s (width, resolution) is the point of the variant's grid whose network it returns."""
+    from repro.reference import RULES, points, uniform_pick
+
+    grid = points(family, variant)
+    assert grid == sorted(grid, key=lambda p: p[0] ** 2 * p[1] ** 2)  # growing cost (width and px both grow)
+    for limit in (45e6, 150e6, 330e6, 2e9):
+        arch, (width, px) = uniform_pick(family, variant, limit)
+        assert (width, px) in grid and arch == RULES[family].arch(family, width, px)
