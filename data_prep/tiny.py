@@ -18,6 +18,7 @@ prepares it exactly like ImageNet (split, .beton files, manifest) into ``DIR``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,41 @@ NOISE = 0.04  # pixel noise (std, on a 0-1 scale)
 GENERATOR = 2  # bumped whenever the images change: a folder made by another version is refused
 
 
-def _texture(kind: str, period: float, phase: float) -> np.ndarray:
+@dataclass(frozen=True)
+class Variant:
+    """Which classes a version of the set has and how fine its textures are; everything else is shared."""
+
+    shapes: tuple[str, ...]
+    textures: tuple[str, ...]
+    period: tuple[float, float]  # texture period at SIZE px, drawn per image
+    generator: int
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(f"{s}_{t}" for s in self.shapes for t in self.textures)
+
+
+# "tiny" is the embedded default (smoke); "tiny64" is a harder version measured for the proxy protocol (#22,
+# docs/proxy_protocol.md): 8 shapes x 8 textures, so one confused pair of textures or shapes costs 1/8 of the
+# classes instead of 1/4, and texture periods of 3-8 px, so that half the base resolution (16 px, where a period
+# needs about 5 px at 36 to survive) loses some of the textures, not all of them
+VARIANTS = {
+    "tiny": Variant(SHAPES, TEXTURES, PERIOD, GENERATOR),
+    "tiny64": Variant(SHAPES + ("diamond", "ring", "wedge", "hexagon"),
+                      TEXTURES + ("diagonal", "antidiagonal", "rings", "plain"), (3.0, 8.0), 1),
+}
+DEFAULT_VARIANT = "tiny"
+
+
+def variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        from data_prep.imagefolder import DataError
+
+        raise DataError(f"tiny data set variant {name!r} does not exist; choose one of {sorted(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def _texture(kind: str, period: float, phase: float, cx: float = 0.0, cy: float = 0.0) -> np.ndarray:
     y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
     fx, fy = 2 * np.pi * (x + phase) / period, 2 * np.pi * (y + phase * 0.7) / period
     if kind == "hstripes":
@@ -48,8 +83,18 @@ def _texture(kind: str, period: float, phase: float) -> np.ndarray:
         t = np.sin(fx)
     elif kind == "checker":
         t = 1.6 * np.sin(fx) * np.sin(fy)
-    else:  # dots
+    elif kind == "dots":
         t = np.cos(fx) + np.cos(fy) - 1.0
+    elif kind == "diagonal":
+        t = np.sin(2 * np.pi * ((x + y) / np.sqrt(2) + phase) / period)
+    elif kind == "antidiagonal":
+        t = np.sin(2 * np.pi * ((x - y) / np.sqrt(2) + phase) / period)
+    elif kind == "rings":  # concentric about the object's centre
+        t = np.sin(2 * np.pi * (np.hypot(x - cx, y - cy) + phase) / period)
+    elif kind == "plain":
+        t = np.zeros_like(x)
+    else:
+        raise ValueError(f"unknown texture {kind!r}")
     return np.clip(t, -1, 1)
 
 
@@ -65,18 +110,33 @@ def _mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
         d.rectangle([cx - a, cy - a, cx + a, cy + a], fill=255)
     elif shape == "triangle":
         d.polygon([(cx, cy - r), (cx - r, cy + 0.8 * r), (cx + r, cy + 0.8 * r)], fill=255)
-    else:  # cross
+    elif shape == "cross":
         w = 0.4 * r
         d.rectangle([cx - r, cy - w, cx + r, cy + w], fill=255)
         d.rectangle([cx - w, cy - r, cx + w, cy + r], fill=255)
+    elif shape == "diamond":
+        d.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=255)
+    elif shape == "ring":  # an annulus: the hole shows the background
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+        h = 0.5 * r
+        d.ellipse([cx - h, cy - h, cx + h, cy + h], fill=0)
+    elif shape == "wedge":  # the triangle upside down
+        d.polygon([(cx, cy + r), (cx - r, cy - 0.8 * r), (cx + r, cy - 0.8 * r)], fill=255)
+    elif shape == "hexagon":
+        a = np.pi / 3 * np.arange(6)
+        d.polygon([(cx + r * np.cos(t), cy + r * np.sin(t)) for t in a], fill=255)
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
     return np.asarray(img, dtype=np.float32)[..., None] / 255
 
 
-def render(label: int, rng: np.random.Generator) -> np.ndarray:
-    """One HxWx3 uint8 image of class ``label``."""
+def render(label: int, rng: np.random.Generator, kind: str = DEFAULT_VARIANT) -> np.ndarray:
+    """One HxWx3 uint8 image of class ``label`` of variant ``kind`` (the draws are the same for every
+    variant, so the default's images are those of generator 2)."""
     from PIL import Image
 
-    shape, texture = SHAPES[label // len(TEXTURES)], TEXTURES[label % len(TEXTURES)]
+    v = variant(kind)
+    shape, texture = v.shapes[label // len(v.textures)], v.textures[label % len(v.textures)]
     small = rng.uniform(0, 255, (6, 6, 3)).astype(np.uint8)
     blobs = np.asarray(Image.fromarray(small).resize((SIZE, SIZE), Image.BICUBIC), np.float32) / 255 - 0.5
     # object and background always differ in brightness (by 0.24-0.6): the shape is visible
@@ -85,26 +145,27 @@ def render(label: int, rng: np.random.Generator) -> np.ndarray:
     r = rng.uniform(*RADIUS)
     cx, cy = rng.uniform(r, SIZE - r), rng.uniform(r, SIZE - r)
     mask = _mask(shape, cx, cy, r)
-    tex = _texture(texture, rng.uniform(*PERIOD), rng.uniform(0, 10))[..., None]
+    tex = _texture(texture, rng.uniform(*v.period), rng.uniform(0, 10), cx, cy)[..., None]
     fg = (1 - background) * 0.6 + 0.2 + rng.uniform(-0.15, 0.15, 3)
     obj = fg[None, None, :] + rng.uniform(*TEXTURE_CONTRAST) * tex
     img = img * (1 - mask) + obj * mask + rng.normal(0, NOISE, (SIZE, SIZE, 3))
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
-def _write_one(job: tuple[str, int, int, int, str]) -> None:
+def _write_one(job: tuple[str, int, int, int, str, str]) -> None:
     from PIL import Image
 
-    split, label, index, seed, path = job
+    split, label, index, seed, path, kind = job
     rng = np.random.default_rng((seed, SPLIT_IDS[split], label, index))
     tmp = f"{path}.tmp"
-    Image.fromarray(render(label, rng)).save(tmp, format="JPEG", quality=90)
+    Image.fromarray(render(label, rng, kind)).save(tmp, format="JPEG", quality=90)
     os.replace(tmp, path)  # an interrupted run never leaves a half-written image that a rerun would keep
 
 
 def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PER_CLASS,
-                      val_per_class: int = VAL_PER_CLASS, quiet: bool = False) -> int:
-    """Write the JPEG tree (skips files already there: they are deterministic); returns images written."""
+                      val_per_class: int = VAL_PER_CLASS, quiet: bool = False, kind: str = DEFAULT_VARIANT) -> int:
+    """Write the JPEG tree of variant ``kind`` (skips files already there: they are deterministic); returns
+    images written."""
     import json
     from multiprocessing import Pool
 
@@ -112,7 +173,8 @@ def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PE
     from repro.atomic import atomic_write_text
 
     params = {"seed": seed, "train_per_class": train_per_class, "val_per_class": val_per_class, "size": SIZE,
-              "generator": GENERATOR}
+              "generator": variant(kind).generator,
+              **({} if kind == DEFAULT_VARIANT else {"variant": kind})}  # the default's marker is as it was
     marker = root / "tiny.json"
     if marker.is_file() and json.loads(marker.read_text()) != params:
         raise DataError(f"{root} holds a tiny data set made with {marker.read_text().strip()}, not {params}; "
@@ -120,13 +182,13 @@ def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PE
 
     jobs = []
     for split, n in (("train", train_per_class), ("val", val_per_class)):
-        for label, name in enumerate(CLASSES):
+        for label, name in enumerate(variant(kind).classes):
             d = root / split / name
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 path = d / f"{name}_{i:05d}.jpg"
                 if not path.exists():
-                    jobs.append((split, label, i, seed, str(path)))
+                    jobs.append((split, label, i, seed, str(path), kind))
     with Pool(os.cpu_count() or 1) as pool:
         for _ in tqdm(pool.imap_unordered(_write_one, jobs, chunksize=64), total=len(jobs),
                       desc="tiny images", unit="img", disable=True if (quiet or not jobs) else None):
@@ -137,17 +199,20 @@ def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PE
 
 
 def prepare_tiny(out: Path, seed: int = 0, per_class: int = 50, quiet: bool = False, log=print,
-                 train_per_class: int = TRAIN_PER_CLASS, val_per_class: int = VAL_PER_CLASS) -> dict:
+                 train_per_class: int = TRAIN_PER_CLASS, val_per_class: int = VAL_PER_CLASS,
+                 kind: str = DEFAULT_VARIANT) -> dict:
     """Write the embedded set's JPEG tree into ``out/imagefolder`` and prepare it into ``out``; the one way
     every command makes it (``data_prep tiny``, a profile with ``data.source: tiny``), so that the files
     and the cache keys built from them are the same whichever command made them. FFCV's writer lays pages
     out in the order its processes finish, so with two or more the same images give different bytes (the
     smoke data set's ``train.beton`` changed checksum between two builds on 2 cores); one process writes it
     here, in the same time on 2 cores (about 11 s). ``train_per_class`` / ``val_per_class`` size the set (the
-    proxy profile's is larger); image ``i`` of a class is the same image at every size."""
+    proxy profile's is larger); image ``i`` of a class is the same image at every size. ``kind`` names the
+    variant (``VARIANTS``)."""
     from data_prep.write import WriteParams, prepare
 
-    made = write_imagefolder(Path(out) / "imagefolder", seed, train_per_class, val_per_class, quiet=quiet)
+    made = write_imagefolder(Path(out) / "imagefolder", seed, train_per_class, val_per_class, quiet=quiet,
+                             kind=kind)
     if made:
         log(f"tiny: {made} new images in {Path(out) / 'imagefolder'}")
     return prepare(Path(out) / "imagefolder", out, per_class, seed, WriteParams(), None, BASE_RESOLUTION,

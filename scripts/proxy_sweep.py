@@ -33,22 +33,23 @@ FAMILIES = ("mobilenet_v1", "mobilenet_v2", "resnet50")
 CELLS = ((0.25, 224), (0.5, 224), (1.0, 224), (1.0, 112))  # the reference cells: (width, ImageNet-scale px)
 
 
+DEFAULT_VARIANT = "tiny"  # data_prep.tiny.DEFAULT_VARIANT, without importing it before --help
 SUB_EVAL_PER_CLASS = 50  # the paper's split of the training images (unused by the sweep's training, kept as made)
 
 
 def data_folder(results: Path, train_per_class: int, val_per_class: int,
-                sub_eval_per_class: int = SUB_EVAL_PER_CLASS) -> Path:
+                sub_eval_per_class: int = SUB_EVAL_PER_CLASS, variant: str = "tiny") -> Path:
     tail = "" if sub_eval_per_class == SUB_EVAL_PER_CLASS else f"-se{sub_eval_per_class}"
-    return results / "data" / f"tiny-{train_per_class}-{val_per_class}{tail}"
+    return results / "data" / f"{variant}-{train_per_class}-{val_per_class}{tail}"
 
 
 def prepare(results: Path, train_per_class: int, val_per_class: int,
-            sub_eval_per_class: int = SUB_EVAL_PER_CLASS) -> Path:
+            sub_eval_per_class: int = SUB_EVAL_PER_CLASS, variant: str = "tiny") -> Path:
     from data_prep.tiny import prepare_tiny
 
-    folder = data_folder(results, train_per_class, val_per_class, sub_eval_per_class)
+    folder = data_folder(results, train_per_class, val_per_class, sub_eval_per_class, variant)
     prepare_tiny(folder, 0, sub_eval_per_class, quiet=True, log=print, train_per_class=train_per_class,
-                 val_per_class=val_per_class)
+                 val_per_class=val_per_class, kind=variant)
     return folder
 
 
@@ -188,6 +189,7 @@ def specs(a: argparse.Namespace, cells) -> list[dict]:
                             "val_per_class": a.val_per_class, "threads": a.threads,
                             **({} if a.sub_eval_per_class == SUB_EVAL_PER_CLASS
                                else {"sub_eval_per_class": a.sub_eval_per_class}),
+                            **({} if a.variant == DEFAULT_VARIANT else {"variant": a.variant}),
                             # 3: an EMA run's batch-norm statistics re-estimated (its generator-2 records are not)
                             "generator": 3 if recipe["ema_decay"] > 0 else 2})
     return out
@@ -207,6 +209,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--train-per-class", type=int, default=400)
     p.add_argument("--val-per-class", type=int, default=640)
+    p.add_argument("--variant", default=DEFAULT_VARIANT, help="the embedded set's version (data_prep/tiny.py "
+                   "VARIANTS; default %(default)s)")
     p.add_argument("--sub-eval-per-class", type=int, default=SUB_EVAL_PER_CLASS,
                    help="the split's sub-eval images per class (the sweep trains on all the training images)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (and cores) per run")
@@ -225,6 +229,10 @@ def main() -> None:
     unknown = {s.split(":", 1)[0] for s in a.family_sets} - set(FAMILIES)
     if unknown:  # before the data set is made
         raise SystemExit(f"--family-set {sorted(unknown)}: not a family ({', '.join(FAMILIES)})")
+    from data_prep.tiny import VARIANTS
+
+    if a.variant not in VARIANTS:
+        raise SystemExit(f"--variant {a.variant!r}: not a version of the embedded set ({', '.join(VARIANTS)})")
     bad = sorted(set(a.families) - set(FAMILIES))
     if bad:
         raise SystemExit(f"--families {bad}: not a family ({', '.join(FAMILIES)})")
@@ -247,12 +255,12 @@ def main() -> None:
 
     ctx = mp.get_context("spawn")
     maker = ctx.Process(target=_prepare_in_child,
-                        args=(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class))
+                        args=(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class, a.variant))
     maker.start()
     maker.join()
     if maker.exitcode != 0:
         raise SystemExit(f"making the data set failed (exit code {maker.exitcode}): its error is above")
-    folder = data_folder(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class)
+    folder = data_folder(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class, a.variant)
     print(f"{len(todo)} run(s) to do, {a.jobs} at a time", flush=True)
     queue = ctx.Queue()
     for j in range(a.jobs):

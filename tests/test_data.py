@@ -275,6 +275,34 @@ def test_tiny_is_deterministic(tmp_path):
     assert json.loads((a / "tiny.json").read_text())["seed"] == 5
 
 
+def test_the_64_class_variant_has_every_shape_and_texture_and_keeps_the_default_as_it_was(tmp_path):
+    """``tiny64`` (the proxy sweep's harder set) writes its own 64 class folders, deterministically, with a marker
+    that names it, and refuses to mix with the default in one folder; the default's marker has no variant key,
+    so folders made before variants existed are still accepted."""
+    v = tiny.variant("tiny64")
+    assert len(v.classes) == len(set(v.classes)) == 64
+    assert set(tiny.CLASSES) < set(v.classes)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        assert tiny.write_imagefolder(d, seed=2, train_per_class=1, val_per_class=1, quiet=True, kind="tiny64") == 128
+    files = sorted(p.relative_to(a) for p in a.rglob("*.jpg"))
+    assert sorted({f.parts[1] for f in files}) == sorted(v.classes)
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    assert json.loads((a / "tiny.json").read_text())["variant"] == "tiny64"
+    with pytest.raises(DataError, match="made with"):
+        tiny.write_imagefolder(a, seed=2, train_per_class=1, val_per_class=1, quiet=True)
+    tiny.write_imagefolder(tmp_path / "d", seed=2, train_per_class=1, val_per_class=1, quiet=True)
+    assert "variant" not in json.loads((tmp_path / "d" / "tiny.json").read_text())
+    # every class is its own image: no two classes draw the same picture from the same random numbers
+    imgs = [tiny.render(label, np.random.default_rng(0), "tiny64") for label in range(64)]
+    assert len({im.tobytes() for im in imgs}) == 64
+    plain, striped = (tiny.render(v.classes.index(c), np.random.default_rng(3), "tiny64")
+                      for c in ("disc_plain", "disc_hstripes"))
+    assert plain.std() < striped.std()  # a plain object has no texture
+    with pytest.raises(DataError, match="tiny128.*tiny64"):
+        tiny.variant("tiny128")
+
+
 def test_the_embedded_set_is_byte_identical_whichever_command_makes_it(tmp_path, capsys):
     """``data_prep tiny`` and a smoke run's own build write the same files, so the cells they key agree (FFCV's
     writer with two processes laid pages out in the order they finished: other bytes, other cache keys)."""

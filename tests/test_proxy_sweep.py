@@ -53,7 +53,7 @@ def test_recorded_runs_are_skipped_before_any_data_is_made_and_the_report_gives_
     (results / "proxy_sweep").mkdir(parents=True)
     asked = argparse.Namespace(
         label="t", families=["mobilenet_v1"], profile="smoke", sets=SETS, family_sets=[], seeds=[0, 1],
-        train_per_class=8, val_per_class=4, sub_eval_per_class=2, threads=1)
+        train_per_class=8, val_per_class=4, sub_eval_per_class=2, threads=1, variant="tiny")
     records = []
     for spec, top1 in zip(proxy_sweep.specs(asked, ((0.25, 224),)), (0.40, 0.46), strict=True):
         records.append({**spec, "key": proxy_sweep.run_key(spec), "top1": top1, "top5": 0.9, "train_loss": 1.0,
