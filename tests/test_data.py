@@ -282,6 +282,8 @@ def test_the_64_class_variant_has_every_shape_and_texture_and_keeps_the_default_
     v = tiny.variant("tiny64")
     assert len(v.classes) == len(set(v.classes)) == 64
     assert set(tiny.CLASSES) < set(v.classes)
+    coarse = tiny.variant("tiny-coarse")
+    assert coarse.classes == tiny.CLASSES and coarse.period[0] > tiny.PERIOD[0]
     a, b = tmp_path / "a", tmp_path / "b"
     for d in (a, b):
         assert tiny.write_imagefolder(d, seed=2, train_per_class=1, val_per_class=1, quiet=True, kind="tiny64") == 128
