@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0, help="draws the images and the split")
     t.add_argument("--per-class", type=int, default=50, help="sub-eval images per class (paper: 50)")
     t.add_argument("--variant", default="tiny", help="which version of the set: tiny (16 classes, the smoke "
-                   "profile's) or tiny64 (64 classes, finer and coarser textures; docs/proxy_protocol.md)")
+                   "profile's), tiny-coarse (the same classes, coarser textures) or tiny64 (64 classes); "
+                   "docs/proxy_protocol.md")
     t.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     try:
@@ -63,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from data_prep import tiny
 
-            tiny.variant(a.variant)  # a misspelt variant is refused before anything is written
             tiny.prepare_tiny(a.out, a.seed, a.per_class, quiet=a.quiet, kind=a.variant)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)

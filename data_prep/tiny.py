@@ -30,7 +30,6 @@ RADIUS = (7.0, 13.5)  # object radius, pixels
 PERIOD = (3.0, 4.5)  # texture period, pixels: resolved at 32 px, aliased at 16
 SHAPES = ("disc", "square", "triangle", "cross")
 TEXTURES = ("hstripes", "vstripes", "checker", "dots")
-CLASSES = tuple(f"{s}_{t}" for s in SHAPES for t in TEXTURES)
 TRAIN_PER_CLASS = 400
 VAL_PER_CLASS = 150
 SPLIT_IDS = {"train": 0, "val": 1}
@@ -67,6 +66,7 @@ VARIANTS = {
                       TEXTURES + ("diagonal", "antidiagonal", "rings", "plain"), (3.0, 8.0), 1),
 }
 DEFAULT_VARIANT = "tiny"
+CLASSES = VARIANTS[DEFAULT_VARIANT].classes  # the default's 16: (shape, texture) pairs, shape first
 
 
 def variant(name: str) -> Variant:
@@ -175,8 +175,9 @@ def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PE
     from data_prep.imagefolder import DataError
     from repro.atomic import atomic_write_text
 
+    v = variant(kind)  # a misspelt variant is refused before anything is written
     params = {"seed": seed, "train_per_class": train_per_class, "val_per_class": val_per_class, "size": SIZE,
-              "generator": variant(kind).generator,
+              "generator": v.generator,
               **({} if kind == DEFAULT_VARIANT else {"variant": kind})}  # the default's marker is as it was
     marker = root / "tiny.json"
     if marker.is_file() and json.loads(marker.read_text()) != params:
@@ -185,7 +186,7 @@ def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PE
 
     jobs = []
     for split, n in (("train", train_per_class), ("val", val_per_class)):
-        for label, name in enumerate(variant(kind).classes):
+        for label, name in enumerate(v.classes):
             d = root / split / name
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):

@@ -29,27 +29,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from data_prep.tiny import DEFAULT_VARIANT, variant  # noqa: E402 - numpy and tqdm; after the path is set
+
 FAMILIES = ("mobilenet_v1", "mobilenet_v2", "resnet50")
 CELLS = ((0.25, 224), (0.5, 224), (1.0, 224), (1.0, 112))  # the reference cells: (width, ImageNet-scale px)
 
 
-DEFAULT_VARIANT = "tiny"  # data_prep.tiny.DEFAULT_VARIANT, without importing it before --help
 SUB_EVAL_PER_CLASS = 50  # the paper's split of the training images (unused by the sweep's training, kept as made)
 
 
 def data_folder(results: Path, train_per_class: int, val_per_class: int,
-                sub_eval_per_class: int = SUB_EVAL_PER_CLASS, variant: str = "tiny") -> Path:
+                sub_eval_per_class: int = SUB_EVAL_PER_CLASS, kind: str = DEFAULT_VARIANT) -> Path:
     tail = "" if sub_eval_per_class == SUB_EVAL_PER_CLASS else f"-se{sub_eval_per_class}"
-    return results / "data" / f"{variant}-{train_per_class}-{val_per_class}{tail}"
+    return results / "data" / f"{kind}-{train_per_class}-{val_per_class}{tail}"
 
 
 def prepare(results: Path, train_per_class: int, val_per_class: int,
-            sub_eval_per_class: int = SUB_EVAL_PER_CLASS, variant: str = "tiny") -> Path:
+            sub_eval_per_class: int = SUB_EVAL_PER_CLASS, kind: str = DEFAULT_VARIANT) -> Path:
     from data_prep.tiny import prepare_tiny
 
-    folder = data_folder(results, train_per_class, val_per_class, sub_eval_per_class, variant)
+    folder = data_folder(results, train_per_class, val_per_class, sub_eval_per_class, kind)
     prepare_tiny(folder, 0, sub_eval_per_class, quiet=True, log=print, train_per_class=train_per_class,
-                 val_per_class=val_per_class, kind=variant)
+                 val_per_class=val_per_class, kind=kind)
     return folder
 
 
@@ -229,10 +230,12 @@ def main() -> None:
     unknown = {s.split(":", 1)[0] for s in a.family_sets} - set(FAMILIES)
     if unknown:  # before the data set is made
         raise SystemExit(f"--family-set {sorted(unknown)}: not a family ({', '.join(FAMILIES)})")
-    from data_prep.tiny import VARIANTS
+    from repro.data.manifest import DataError
 
-    if a.variant not in VARIANTS:
-        raise SystemExit(f"--variant {a.variant!r}: not a version of the embedded set ({', '.join(VARIANTS)})")
+    try:
+        variant(a.variant)
+    except DataError as e:
+        raise SystemExit(f"--variant: {e}") from None
     bad = sorted(set(a.families) - set(FAMILIES))
     if bad:
         raise SystemExit(f"--families {bad}: not a family ({', '.join(FAMILIES)})")
