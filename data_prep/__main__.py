@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0, help="draws the images and the split")
     t.add_argument("--per-class", type=int, default=50, help="sub-eval images per class (paper: 50)")
     t.add_argument("--variant", default="tiny", help="which version of the set: tiny (16 classes, the smoke "
-                   "profile's), tiny-coarse (the same classes, coarser textures) or tiny64 (64 classes); "
-                   "docs/proxy_protocol.md")
+                   "profile's), tiny-coarse (the same classes, coarser textures), tiny64 (64 classes), or "
+                   "tiny-coarse72 / tiny64-72 (those two at 72 px, base resolution 64); docs/proxy_protocol.md")
     t.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     try:

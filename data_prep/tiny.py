@@ -9,7 +9,9 @@ or darker than the background, by 0.24-0.6 of the range; its colour, size, posit
 and contrast, the background blobs and the pixel noise vary per image. Each image is drawn from
 ``numpy.random.default_rng((seed, split, label, index))``, so the same seed gives the same files. Why 36 px
 and not larger: on 2 CPU cores a MobileNet trains about twice as fast at 32 px as at 64 px, and the smoke
-profile has to train a whole table in minutes (evidence and its limits: ``docs/tiny_dataset.md``).
+profile has to train a whole table in minutes (evidence and its limits: ``docs/tiny_dataset.md``). Other
+versions of the set (``VARIANTS``: more classes, coarser textures, 72 px with base 64) are measured for the
+proxy protocol (``docs/proxy_protocol.md``); the default's images do not depend on them.
 
 ``python -m data_prep tiny --out DIR`` writes ``DIR/imagefolder/{train,val}/<class>/*.jpg`` and then
 prepares it exactly like ImageNet (split, .beton files, manifest) into ``DIR``.
@@ -24,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-SIZE = 36  # stored image side, pixels; the data set's base resolution (ImageNet's 224) is 32
+SIZE = 36  # the default's stored image side, pixels; its base resolution (ImageNet's 224) is 32
 BASE_RESOLUTION = 32
-RADIUS = (7.0, 13.5)  # object radius, pixels
+RADIUS = (7.0, 13.5)  # object radius, pixels at 36 px (scaled with a variant's size)
 PERIOD = (3.0, 4.5)  # texture period, pixels: resolved at 32 px, aliased at 16
 SHAPES = ("disc", "square", "triangle", "cross")
 TEXTURES = ("hstripes", "vstripes", "checker", "dots")
@@ -45,8 +47,10 @@ class Variant:
 
     shapes: tuple[str, ...]
     textures: tuple[str, ...]
-    period: tuple[float, float]  # texture period at SIZE px, drawn per image
+    period: tuple[float, float]  # texture period at ``size`` px, drawn per image
     generator: int
+    size: int = SIZE  # stored image side, pixels; object, blobs and textures scale with it
+    base_resolution: int = BASE_RESOLUTION  # the set's "224": the full-resolution cells' input side
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -64,6 +68,13 @@ VARIANTS = {
     "tiny-coarse": Variant(SHAPES, TEXTURES, (4.0, 8.0), 1),
     "tiny64": Variant(SHAPES + ("diamond", "ring", "wedge", "hexagon"),
                       TEXTURES + ("diagonal", "antidiagonal", "rings", "plain"), (3.0, 8.0), 1),
+    # tiny-coarse drawn at twice the side (72 px, base 64): half resolution is 32 px, where a stride-32 network
+    # still has 1x1 maps only in its last stage; the same draws, so its images are tiny-coarse's at 2x
+    "tiny-coarse72": Variant(SHAPES, TEXTURES, (8.0, 16.0), 1, size=72, base_resolution=64),
+    # tiny64 drawn the same way at 72 px: more classes, so that one feature a seed finds late costs less
+    "tiny64-72": Variant(SHAPES + ("diamond", "ring", "wedge", "hexagon"),
+                         TEXTURES + ("diagonal", "antidiagonal", "rings", "plain"), (6.0, 16.0), 1, size=72,
+                         base_resolution=64),
 }
 DEFAULT_VARIANT = "tiny"
 CLASSES = VARIANTS[DEFAULT_VARIANT].classes  # the default's 16: (shape, texture) pairs, shape first
@@ -77,8 +88,9 @@ def variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
-def _texture(kind: str, period: float, phase: float, cx: float = 0.0, cy: float = 0.0) -> np.ndarray:
-    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+def _texture(kind: str, period: float, phase: float, cx: float = 0.0, cy: float = 0.0,
+             size: int = SIZE) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     fx, fy = 2 * np.pi * (x + phase) / period, 2 * np.pi * (y + phase * 0.7) / period
     if kind == "hstripes":
         t = np.sin(fy)
@@ -101,10 +113,10 @@ def _texture(kind: str, period: float, phase: float, cx: float = 0.0, cy: float 
     return np.clip(t, -1, 1)
 
 
-def _mask(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
+def _mask(shape: str, cx: float, cy: float, r: float, size: int = SIZE) -> np.ndarray:
     from PIL import Image, ImageDraw
 
-    img = Image.new("L", (SIZE, SIZE), 0)
+    img = Image.new("L", (size, size), 0)
     d = ImageDraw.Draw(img)
     if shape == "disc":
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
@@ -139,19 +151,20 @@ def render(label: int, rng: np.random.Generator, kind: str = DEFAULT_VARIANT) ->
     from PIL import Image
 
     v = variant(kind)
+    n, scale = v.size, v.size / SIZE
     shape, texture = v.shapes[label // len(v.textures)], v.textures[label % len(v.textures)]
     small = rng.uniform(0, 255, (6, 6, 3)).astype(np.uint8)
-    blobs = np.asarray(Image.fromarray(small).resize((SIZE, SIZE), Image.BICUBIC), np.float32) / 255 - 0.5
+    blobs = np.asarray(Image.fromarray(small).resize((n, n), Image.BICUBIC), np.float32) / 255 - 0.5
     # object and background always differ in brightness (by 0.24-0.6): the shape is visible
     background = rng.uniform(0, 0.3) if rng.random() < 0.5 else rng.uniform(0.7, 1.0)
     img = background * 0.6 + 0.2 + rng.uniform(-0.15, 0.15, 3)[None, None, :] + blobs * BLOB_CONTRAST
-    r = rng.uniform(*RADIUS)
-    cx, cy = rng.uniform(r, SIZE - r), rng.uniform(r, SIZE - r)
-    mask = _mask(shape, cx, cy, r)
-    tex = _texture(texture, rng.uniform(*v.period), rng.uniform(0, 10), cx, cy)[..., None]
+    r = rng.uniform(*RADIUS) * scale
+    cx, cy = rng.uniform(r, n - r), rng.uniform(r, n - r)
+    mask = _mask(shape, cx, cy, r, n)
+    tex = _texture(texture, rng.uniform(*v.period), rng.uniform(0, 10) * scale, cx, cy, n)[..., None]
     fg = (1 - background) * 0.6 + 0.2 + rng.uniform(-0.15, 0.15, 3)
     obj = fg[None, None, :] + rng.uniform(*TEXTURE_CONTRAST) * tex
-    img = img * (1 - mask) + obj * mask + rng.normal(0, NOISE, (SIZE, SIZE, 3))
+    img = img * (1 - mask) + obj * mask + rng.normal(0, NOISE, (n, n, 3))
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
@@ -176,7 +189,7 @@ def write_imagefolder(root: Path, seed: int = 0, train_per_class: int = TRAIN_PE
     from repro.atomic import atomic_write_text
 
     v = variant(kind)  # a misspelt variant is refused before anything is written
-    params = {"seed": seed, "train_per_class": train_per_class, "val_per_class": val_per_class, "size": SIZE,
+    params = {"seed": seed, "train_per_class": train_per_class, "val_per_class": val_per_class, "size": v.size,
               "generator": v.generator,
               **({} if kind == DEFAULT_VARIANT else {"variant": kind})}  # the default's marker is as it was
     marker = root / "tiny.json"
@@ -219,5 +232,5 @@ def prepare_tiny(out: Path, seed: int = 0, per_class: int = 50, quiet: bool = Fa
                              kind=kind)
     if made:
         log(f"tiny: {made} new images in {Path(out) / 'imagefolder'}")
-    return prepare(Path(out) / "imagefolder", out, per_class, seed, WriteParams(), None, BASE_RESOLUTION,
+    return prepare(Path(out) / "imagefolder", out, per_class, seed, WriteParams(), None, variant(kind).base_resolution,
                    workers=1, quiet=quiet, log=log)

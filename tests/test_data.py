@@ -305,6 +305,34 @@ def test_the_64_class_variant_has_every_shape_and_texture_and_keeps_the_default_
         tiny.variant("tiny128")
 
 
+def test_the_72_px_variants_are_drawn_at_twice_the_side_and_their_manifest_says_base_64(tmp_path):
+    """``tiny-coarse72`` and ``tiny64-72`` (the proxy sweep's larger base resolution) are tiny-coarse and tiny64
+    drawn at twice the side: shrunk to 36 px, a tiny-coarse72 image is nearly tiny-coarse's (the pixel noise
+    and the edges differ); prepared, its manifest's base resolution is 64 and its marker says 72 px."""
+    from PIL import Image
+
+    from repro.data.manifest import read_manifest
+
+    big, small = tiny.variant("tiny-coarse72"), tiny.variant("tiny-coarse")
+    assert (big.size, big.base_resolution, big.classes) == (72, 64, small.classes)
+    assert big.period == tuple(2 * p for p in small.period)
+    many = tiny.variant("tiny64-72")
+    assert (many.size, many.base_resolution, many.classes) == (72, 64, tiny.variant("tiny64").classes)
+    assert many.period == tuple(2 * p for p in tiny.variant("tiny64").period)
+    for label in (0, 6, 13):
+        a = tiny.render(label, np.random.default_rng((0, 0, label, 1)), "tiny-coarse72")
+        b = tiny.render(label, np.random.default_rng((0, 0, label, 1)), "tiny-coarse")
+        assert a.shape == (72, 72, 3) and b.shape == (36, 36, 3)
+        shrunk = np.asarray(Image.fromarray(a).resize((36, 36), Image.BOX), np.float32)
+        other = tiny.render((label + 5) % 16, np.random.default_rng((0, 0, label, 2)), "tiny-coarse")
+        assert np.abs(shrunk - b).mean() < 12 < np.abs(shrunk - other).mean()  # 0-255 scale
+    info = tiny.prepare_tiny(tmp_path, seed=0, per_class=1, quiet=True, log=lambda s: None, train_per_class=2,
+                             val_per_class=1, kind="tiny-coarse72")
+    assert read_manifest(tmp_path)["base_resolution"] == 64, info
+    marker = json.loads((tmp_path / "imagefolder" / "tiny.json").read_text())
+    assert (marker["size"], marker["variant"]) == (72, "tiny-coarse72")
+
+
 def test_the_embedded_set_is_byte_identical_whichever_command_makes_it(tmp_path, capsys):
     """``data_prep tiny`` and a smoke run's own build write the same files, so the cells they key agree (FFCV's
     writer with two processes laid pages out in the order they finished: other bytes, other cache keys)."""
