@@ -103,12 +103,14 @@ def one_run(spec: dict, folder: str, out: str) -> dict:
     arch = dataclasses.replace(arch, num_classes=data.num_classes)
     model = initial_model(arch, spec["seed"])
     t0 = time.perf_counter()
-    result = fit(model, data, recipe, spec["seed"], arch.resolution, log=lambda line: None)
+    lines: list[str] = []  # fit's log (the loading plan, each epoch's training loss) goes into the record
+    result = fit(model, data, recipe, spec["seed"], arch.resolution, log=lines.append)
     record = {**spec, "key": run_key(spec), "top1": result["top1"], "top5": result["top5"],
               "train_loss": result["train_loss"], "pixels": result["resolution"],
               "train_seconds": result["train_seconds"], "wall_seconds": time.perf_counter() - t0,
               "images_per_second": result["images_per_second"], "val_images": sum(manifest["counts"]["val"].values()),
-              "torch_threads": torch.get_num_threads(), "cpu": _cpu(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+              "torch_threads": torch.get_num_threads(), "cpu": _cpu(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "log": lines}
     atomic_write_text(Path(out) / f"{record['key']}.json", json.dumps(record, indent=1))
     return record
 

@@ -78,6 +78,7 @@ def test_a_sweep_records_each_run_resumes_and_reports_the_interval(tmp_path):
     records = [json.loads(f.read_text()) for f in sorted((results / "proxy_sweep").glob("*.json"))]
     assert sorted(r["seed"] for r in records) == [0, 1] and len({r["key"] for r in records}) == 2
     assert all(r["val_images"] == 64 and r["recipe"]["epochs"] == 1 and 0 <= r["top1"] <= 1 for r in records)
+    assert all(any(line.startswith("epoch 1/1: train loss") for line in r["log"]) for r in records)  # the curve
     again = _sweep(results, *RUN, "--seeds", "0", "1")  # everything is recorded: nothing runs again
     assert again.returncode == 0 and "0 run(s) to do" in again.stdout, again.stderr
     _report_rows(records, tmp_path)
