@@ -43,7 +43,8 @@ GENERATOR = 2  # bumped whenever the images change: a folder made by another ver
 
 @dataclass(frozen=True)
 class Variant:
-    """Which classes a version of the set has and how fine its textures are; everything else is shared."""
+    """Which classes a version of the set has, how fine its textures are and at what side it is drawn;
+    everything else is shared."""
 
     shapes: tuple[str, ...]
     textures: tuple[str, ...]
