@@ -19,6 +19,7 @@ prepares it exactly like ImageNet (split, .beton files, manifest) into ``DIR``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,12 @@ class Variant:
     size: int = SIZE  # stored image side, pixels; object, blobs and textures scale with it
     base_resolution: int = BASE_RESOLUTION  # the set's "224": the full-resolution cells' input side
 
+    def drawn_at(self, size: int, base_resolution: int) -> Variant:
+        """The same set drawn at another side: the same random draws, its texture periods scaled with it."""
+        k = size / self.size
+        return dataclasses.replace(self, period=(self.period[0] * k, self.period[1] * k), size=size,
+                                   base_resolution=base_resolution)
+
     @property
     def classes(self) -> tuple[str, ...]:
         return tuple(f"{s}_{t}" for s in self.shapes for t in self.textures)
@@ -64,18 +71,18 @@ class Variant:
 # needs about 5 px at 36 to survive) loses some of the textures, not all of them; "tiny-coarse" is the default's
 # 16 classes with periods of 4-8 px: a texture signal that is easier to find (the default's seeds that end low
 # confuse checker with stripes) and mostly survives at 16 px
+_COARSE = Variant(SHAPES, TEXTURES, (4.0, 8.0), 1)
+_SIXTY_FOUR = Variant(SHAPES + ("diamond", "ring", "wedge", "hexagon"),
+                      TEXTURES + ("diagonal", "antidiagonal", "rings", "plain"), (3.0, 8.0), 1)
 VARIANTS = {
     "tiny": Variant(SHAPES, TEXTURES, PERIOD, GENERATOR),
-    "tiny-coarse": Variant(SHAPES, TEXTURES, (4.0, 8.0), 1),
-    "tiny64": Variant(SHAPES + ("diamond", "ring", "wedge", "hexagon"),
-                      TEXTURES + ("diagonal", "antidiagonal", "rings", "plain"), (3.0, 8.0), 1),
-    # tiny-coarse drawn at twice the side (72 px, base 64): half resolution is 32 px, where a stride-32 network
-    # still has 1x1 maps only in its last stage; the same draws, so its images are tiny-coarse's at 2x
-    "tiny-coarse72": Variant(SHAPES, TEXTURES, (8.0, 16.0), 1, size=72, base_resolution=64),
-    # tiny64 drawn the same way at 72 px: more classes, so that one feature a seed finds late costs less
-    "tiny64-72": Variant(SHAPES + ("diamond", "ring", "wedge", "hexagon"),
-                         TEXTURES + ("diagonal", "antidiagonal", "rings", "plain"), (6.0, 16.0), 1, size=72,
-                         base_resolution=64),
+    "tiny-coarse": _COARSE,
+    "tiny64": _SIXTY_FOUR,
+    # tiny-coarse and tiny64 drawn at twice the side (72 px, base 64): half resolution is 32 px, where a stride-32
+    # network still has 1x1 maps only in its last stage; tiny64-72's many classes mean that one feature a seed
+    # finds late costs less
+    "tiny-coarse72": _COARSE.drawn_at(72, 64),
+    "tiny64-72": _SIXTY_FOUR.drawn_at(72, 64),
 }
 DEFAULT_VARIANT = "tiny"
 CLASSES = VARIANTS[DEFAULT_VARIANT].classes  # the default's 16: (shape, texture) pairs, shape first
