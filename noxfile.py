@@ -77,12 +77,15 @@ def lint(session: nox.Session) -> None:
     session.run(python, "-m", "ruff", "check", ".", external=True)
 
 
-def _reproduce(session: nox.Session, table: int) -> None:
-    """Run every cell of a table that this build can run (profile: smoke unless `-- --profile imagenet`),
-    then write the table as Markdown, LaTeX, CSV and plots into results/<profile>/ and print the Markdown."""
+def _reproduce(session: nox.Session, table: int, default_profile: str = "smoke") -> None:
+    """Run every cell of a table that this build can run (profile: ``default_profile`` unless
+    `-- --profile imagenet`), then write the table as Markdown, LaTeX, CSV and plots into results/<profile>/
+    and print the Markdown."""
     python = suite_env(session)
-    args = list(session.posargs) or ["--profile", "smoke"]
-    profile = args[args.index("--profile") + 1] if "--profile" in args else "smoke"
+    args = list(session.posargs)
+    if "--profile" not in args:
+        args = ["--profile", default_profile, *args]
+    profile = args[args.index("--profile") + 1]
     results = args[args.index("--results") + 1] if "--results" in args else f"results/{profile}"
     session.run(python, "-m", "repro", "run-table", str(table), *args, external=True)
     session.run(python, "-m", "tables", "render", "--table", str(table), "--profile", profile, "--results", results,
@@ -105,3 +108,21 @@ def reproduce_table2(session: nox.Session) -> None:
 def reproduce_table3(session: nox.Session) -> None:
     """Table 3 (ResNet-50) on the embedded default."""
     _reproduce(session, 3)
+
+
+@nox.session
+def proxy_table1(session: nox.Session) -> None:
+    """Table 1 (MobileNet V1) on the proxy profile: 5 seeds a cell, for ranking (docs/proxy_protocol.md)."""
+    _reproduce(session, 1, "proxy")
+
+
+@nox.session
+def proxy_table2(session: nox.Session) -> None:
+    """Table 2 (MobileNet V2) on the proxy profile."""
+    _reproduce(session, 2, "proxy")
+
+
+@nox.session
+def proxy_table3(session: nox.Session) -> None:
+    """Table 3 (ResNet-50) on the proxy profile."""
+    _reproduce(session, 3, "proxy")

@@ -284,7 +284,7 @@ def _latency_table(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="smoke", help="smoke | imagenet | a profile .yaml (default smoke)")
+    p.add_argument("--profile", default="smoke", help="smoke | proxy | imagenet | a profile .yaml (default smoke)")
     p.add_argument("--results", help="where records go (default results/<profile>)")
     p.add_argument("--data", help="the prepared data folder (shorthand for --data.path=DIR)")
     p.add_argument("--all-cells", action="store_true", help="also the cells the paper leaves empty (—)")

@@ -83,8 +83,12 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
         if source == "tiny":
             from data_prep.tiny import prepare_tiny
 
-            log(f"making the embedded data set in {folder}")
-            manifest = prepare_tiny(folder, split_seed, per_class, quiet=quiet, log=log)
+            tiny = profile.data.tiny
+            log(f"making the embedded data set ({tiny.variant}, {tiny.train_per_class} training and "
+                f"{tiny.val_per_class} validation images per class) in {folder}")
+            manifest = prepare_tiny(folder, split_seed, per_class, quiet=quiet, log=log,
+                                    train_per_class=tiny.train_per_class, val_per_class=tiny.val_per_class,
+                                    kind=tiny.variant)
         else:
             from data_prep.write import WriteParams, prepare
 
@@ -92,6 +96,8 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
                                quiet=quiet, log=log)
     if is_main():
         barrier()
+    if profile.data.source == "tiny":
+        _check_tiny(folder, profile)
     for name in ("train", "val"):
         check_beton(folder, name, manifest)
     _check_split(folder, manifest, profile)
@@ -102,6 +108,23 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
 
     split = load_split(folder, manifest["listing_sha256"]["train"])
     return PreparedData(folder, manifest, split.sub_train, split.sub_eval)
+
+
+def _check_tiny(folder: Path, profile: Profile) -> None:
+    """An embedded set of another version than the profile's (the smoke set in the proxy profile's folder) is
+    refused: its classes and images are another data set's. Another size is allowed (a smaller copy passed with
+    --data, as the tests do); the records name the data set's size either way."""
+    import json
+
+    marker = folder / "imagefolder" / "tiny.json"
+    if not marker.is_file():
+        return  # prepared from an ImageFolder of the user's: not the embedded set
+    made = json.loads(marker.read_text()).get("variant", "tiny")
+    wanted = profile.data.tiny.variant
+    if made != wanted:
+        raise DataError(f"{folder} holds the embedded set's version {made!r}, but profile {profile.name} trains on "
+                        f"{wanted!r} (data.tiny.variant): give another --data folder, or delete {folder} and "
+                        f"run again to make it")
 
 
 def _check_split(folder: Path, manifest: dict[str, Any], profile: Profile) -> None:

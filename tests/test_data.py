@@ -370,6 +370,30 @@ def test_a_profile_split_other_than_the_data_sets_is_refused(tmp_path):
         prepare_data(load_profile("imagenet", [f"--data.path={folder}"]), quiet=True)
 
 
+def test_the_proxy_profile_makes_its_own_version_and_refuses_another(tmp_path, monkeypatch):
+    from repro.pipeline import prepare_data
+    from repro.profiles import load_profile
+    from tests.conftest import make_tiny_data
+
+    class Asked(Exception):
+        pass
+
+    def fake(folder, seed, per_class, **kw):
+        raise Asked(kw)
+
+    monkeypatch.setattr(tiny, "prepare_tiny", fake)
+    with pytest.raises(Asked) as asked:
+        prepare_data(load_profile("proxy", [f"--data.path={tmp_path / 'made'}"]), quiet=True, log=lambda s: None)
+    assert {k: asked.value.args[0][k] for k in ("kind", "train_per_class", "val_per_class")} == {
+        "kind": "tiny64-72", "train_per_class": 200, "val_per_class": 160}
+    # a folder that holds the default version is another data set, not the proxy's
+    folder = make_tiny_data(tmp_path / "smoke", seed=0, train_per_class=4, per_class=2)
+    with pytest.raises(DataError, match=r"holds the embedded set's version 'tiny', but profile proxy trains on "
+                                        r"'tiny64-72' \(data.tiny.variant\)"):
+        prepare_data(load_profile("proxy", [f"--data.path={folder}"]), quiet=True)
+    assert prepare_data(load_profile("smoke", [f"--data.path={folder}"]), quiet=True).sub_eval.size == 32
+
+
 def test_cli_errors_are_one_line(tmp_path):
     import subprocess
     import sys

@@ -44,6 +44,37 @@ def test_builtin_profiles_load_and_family_recipes_merge():
     assert (r50.epochs, r50.lr, r50.schedule, r50.weight_decay, r50.momentum) == (128, 0.2, "step", 1e-4, 0.9)
 
 
+def test_the_proxy_profile_extends_smoke_and_names_its_data_set():
+    smoke, proxy = load_profile("smoke"), load_profile("proxy")
+    assert proxy.name == "proxy" and proxy.methods == smoke.methods and proxy.latency == smoke.latency  # inherited
+    assert (proxy.data.source, proxy.data.tiny.variant, proxy.data.tiny.train_per_class,
+            proxy.data.tiny.val_per_class) == ("tiny", "tiny64-72", 200, 160)
+    # its own recipe over smoke's, smoke's keys kept where it is silent
+    assert (proxy.train.batch_size, proxy.train.lr, proxy.train.epochs, proxy.train.nesterov) == (32, 0.05, 6, True)
+    r50 = proxy.train_for("resnet50")
+    assert (r50.epochs, r50.batch_size, r50.channels_last) == (6, 32, "off")
+    assert len(proxy.seeds) == 5
+    # smoke's data.tiny defaults are the embedded set's own
+    assert (smoke.data.tiny.variant, smoke.data.tiny.train_per_class, smoke.data.tiny.val_per_class) == (
+        tiny.DEFAULT_VARIANT, tiny.TRAIN_PER_CLASS, tiny.VAL_PER_CLASS)
+
+
+def test_extends_merges_mappings_replaces_the_rest_and_refuses_a_cycle(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: smoke\nname: a\ntrain: {epochs: 9}\nseeds: [3, 4]\n"
+                                     "train_by_family: {resnet50: {lr: 0.2}}\n")
+    a = load_profile(tmp_path / "a.yaml")
+    assert (a.name, a.train.epochs, a.train.lr, a.seeds) == ("a", 9, 0.1, (3, 4))
+    assert (a.train_for("resnet50").lr, a.train_for("resnet50").epochs) == (0.2, 1)  # smoke's 1 epoch kept
+    assert load_profile(tmp_path / "a.yaml", ["train.epochs=2"]).train.epochs == 2  # overrides come last
+    (tmp_path / "b.yaml").write_text("extends: c.yaml\nname: b\n")  # a path is relative to the file
+    (tmp_path / "c.yaml").write_text("extends: b.yaml\nname: c\n")
+    with pytest.raises(ConfigError, match=r"profile b.yaml extends itself \(b.yaml -> c.yaml -> b.yaml\)"):
+        load_profile(tmp_path / "b.yaml")
+    (tmp_path / "d.yaml").write_text("extends: smokey\nname: d\n")
+    with pytest.raises(ConfigError, match="profile 'smokey' is not known"):
+        load_profile(tmp_path / "d.yaml")
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["train.epochs=three"], r"train.epochs='three' must be an integer"),
     (["train.nesterov=yes please"], r"train.nesterov='yes please' must be true or false"),
@@ -53,6 +84,10 @@ def test_builtin_profiles_load_and_family_recipes_merge():
     (["epochs=3"], r"unknown key\(s\) epochs"),
     (["train.epochs"], r"must look like section.key=value"),
     (["train_by_family.vgg.lr=1"], r"train_by_family.vgg: not a family"),
+    (["data.tiny.variant=tiny65"], r"data.tiny.variant='tiny65' is not a version of the embedded set; choose one"),
+    (["data.tiny.val_per_class=0"], r"data.tiny.val_per_class=0 must be at least 1"),
+    (["data.source=null", "data.tiny.train_per_class=10"], r"data.tiny says how the embedded set is made, but "
+                                                           r"data.source=None"),
 ])
 def test_profile_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,6 +1,8 @@
-"""Profiles: one YAML file per scale of the same protocol (``smoke``: the embedded data set on a laptop CPU;
+"""Profiles: one YAML file per scale of the same protocol (``smoke``: the embedded data set on a laptop CPU,
+a functional check; ``proxy``: a larger embedded set and a longer recipe, for ranking (docs/proxy_protocol.md);
 ``imagenet``: the paper's protocol). ``load_profile(name_or_path, overrides)`` types it; unknown keys and
-wrong types are errors; ``--train.epochs=3``-style overrides are applied before typing.
+wrong types are errors; ``extends: NAME`` starts from another profile; ``--train.epochs=3``-style overrides
+are applied before typing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,25 @@ from repro.config import ConfigError, apply_overrides, from_mapping, require_fam
 from repro.cost.latency import LatencyConfig
 
 PROFILE_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Which embedded set ``data.source: tiny`` makes (data_prep/tiny.py): its version and its size."""
+
+    variant: str = "tiny"  # data_prep.tiny.VARIANTS
+    train_per_class: int = 400  # training images per class (the paper's sub-eval split is drawn from them)
+    val_per_class: int = 150  # validation images per class
+
+    def __post_init__(self) -> None:
+        from data_prep.tiny import VARIANTS
+
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"data.tiny.variant={self.variant!r} is not a version of the embedded set; choose one "
+                              f"of {', '.join(sorted(VARIANTS))}")
+        for name in ("train_per_class", "val_per_class"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.tiny.{name}={getattr(self, name)} must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -33,6 +54,7 @@ class DataConfig:
     # are resized on the device, so the cells of a table share one pipeline (about 7 s of numba compile
     # saved per extra resolution on 2 cores)
     decode: Literal["direct", "base"] = "direct"
+    tiny: TinyConfig = field(default_factory=TinyConfig)  # with source "tiny": which version, how many images
 
     def __post_init__(self) -> None:
         if self.per_class is not None and self.per_class < 1:
@@ -41,6 +63,9 @@ class DataConfig:
             raise ConfigError(f"data.split_seed={self.split_seed} must be 0 or more")
         if self.decode not in ("direct", "base"):
             raise ConfigError(f"data.decode={self.decode!r} must be 'direct' or 'base'")
+        if self.source != "tiny" and self.tiny != TinyConfig():
+            raise ConfigError(f"data.tiny says how the embedded set is made, but data.source={self.source!r}: set "
+                              f"data.source: tiny, or drop data.tiny")
 
 
 @dataclass(frozen=True)
@@ -142,15 +167,44 @@ def profile_path(name_or_path: str | Path) -> Path:
 
 def load_profile(name_or_path: str | Path, overrides: list[str] | None = None) -> Profile:
     path = profile_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path} must be a mapping of profile keys (name, data, train, ...), not a "
-                          f"{type(data).__name__}")
-    data = apply_overrides(data or {}, list(overrides or []))
+    data = apply_overrides(_read(path, ()), list(overrides or []))
     try:
         return from_mapping(Profile, data)
     except ConfigError as e:
         raise ConfigError(f"profile {path.name}: {e}") from None
+
+
+def _read(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """A profile file's mapping, with ``extends: NAME`` resolved: the named profile (a built-in name, or a
+    .yaml path relative to this file) is read first and this file's keys are merged into it, mappings key by
+    key and anything else (lists, numbers) replaced whole."""
+    if path.resolve() in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path.resolve()))
+        raise ConfigError(f"profile {path.name} extends itself ({cycle})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping of profile keys (name, data, train, ...), not a "
+                          f"{type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"profile {path.name}: extends={parent!r} must name one profile (e.g. extends: smoke)")
+    relative = path.parent / parent
+    base = profile_path(relative if relative.suffix in (".yaml", ".yml") else parent)
+    return _merge(_read(base, (*chain, path.resolve())), data)
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
