@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -50,9 +51,9 @@ def test_the_proxy_profile_extends_smoke_and_names_its_data_set():
     assert (proxy.data.source, proxy.data.tiny.variant, proxy.data.tiny.train_per_class,
             proxy.data.tiny.val_per_class) == ("tiny", "tiny64-72", 200, 160)
     # its own recipe over smoke's, smoke's keys kept where it is silent
-    assert (proxy.train.batch_size, proxy.train.lr, proxy.train.epochs, proxy.train.nesterov) == (32, 0.05, 6, True)
+    assert (proxy.train.batch_size, proxy.train.lr, proxy.train.epochs, proxy.train.nesterov) == (32, 0.05, 8, True)
     r50 = proxy.train_for("resnet50")
-    assert (r50.epochs, r50.batch_size, r50.channels_last) == (6, 32, "off")
+    assert (r50.epochs, r50.batch_size, r50.channels_last) == (8, 32, "off")
     assert len(proxy.seeds) == 5
     # smoke's data.tiny defaults are the embedded set's own
     assert (smoke.data.tiny.variant, smoke.data.tiny.train_per_class, smoke.data.tiny.val_per_class) == (
@@ -353,6 +354,37 @@ def test_cells_are_cached_and_equal_networks_retrain_once(tiny_data, tmp_path):
     frame, _ = load_records(tmp_path / "records")
     assert sorted(frame["kind"]) == ["cell", "cell", "retrain"]
     assert sum("training at" in line for line in logs) == 1
+
+
+def test_a_cell_with_three_seeds_writes_three_records_and_renders_their_t_interval(tiny_data, tmp_path):
+    """End to end: one listed cell run for seeds 0, 1, 2 is three searches and three retrainings, each with its
+    own record, and the table shows their mean ± the half-width of scipy's 95% t-interval (n=3)."""
+    from scipy import stats
+
+    from repro.pipeline import prepare_data
+    from repro.runner import run_one, statuses
+    from tables.render import Tolerances, build_view
+
+    profile = load_profile("smoke", [f"data.path={tiny_data}", "train.epochs=4", "train.batch_size=16",
+                                     "train.lr_reference_batch=16", "train.warmup_epochs=0", "seeds=0,1,2"])
+    data = prepare_data(profile, log=lambda s: None)
+    mine = [st for st in statuses(1, profile, data, tmp_path)
+            if (st.cell.method, st.cell.variant, st.cell.subtable, st.cell.column) == ("uniform", "channel", "flops",
+                                                                                     "45M")]
+    assert [st.seed for st in mine] == [0, 1, 2] and len({st.key for st in mine}) == 3
+    records = [run_one(st, profile, data, tmp_path, log=lambda s: None, quiet=True)[0] for st in mine]
+    frame, _ = load_records(tmp_path / "records")
+    assert sorted(frame["kind"]) == ["cell"] * 3 + ["retrain"] * 3  # a seed is its own retraining too
+    assert sorted(frame[frame["kind"] == "cell"]["seed"]) == [0, 1, 2]
+    pct = [100 * r.top1 for r in records]
+    acc = next(r for r in build_view(1, tmp_path / "records", "smoke", Tolerances()).rows
+               if (r.subtable, r.method, r.row, r.column) == ("flops", "uniform", "Channel", "45M")).metrics["top1"]
+    if len(set(pct)) == 1:  # three equal top-1s (possible on 32 validation images): no interval to compare
+        assert acc.n == 3 and acc.ours.startswith(f"{pct[0]:.1f} ± 0.0% (n=3)")
+        return
+    lo, hi = stats.t.interval(0.95, 2, loc=statistics.mean(pct), scale=stats.sem(pct))
+    assert acc.n == 3 and acc.ours_half == pytest.approx((hi - lo) / 2, rel=1e-9)
+    assert acc.ours.startswith(f"{statistics.mean(pct):.1f} ± {(hi - lo) / 2:.1f}% (n=3)")
 
 
 # --- eval and export -------------------------------------------------------------------------------
