@@ -51,9 +51,10 @@ def test_the_proxy_profile_extends_smoke_and_names_its_data_set():
     assert (proxy.data.source, proxy.data.tiny.variant, proxy.data.tiny.train_per_class,
             proxy.data.tiny.val_per_class) == ("tiny", "tiny64-72", 200, 160)
     # its own recipe over smoke's, smoke's keys kept where it is silent
-    assert (proxy.train.batch_size, proxy.train.lr, proxy.train.epochs, proxy.train.nesterov) == (32, 0.05, 8, True)
+    assert (proxy.train.batch_size, proxy.train.lr, proxy.train.lr_reference_batch, proxy.train.epochs,
+            proxy.train.nesterov) == (64, 0.05, 64, 8, True)
     r50 = proxy.train_for("resnet50")
-    assert (r50.epochs, r50.batch_size, r50.channels_last) == (8, 32, "off")
+    assert (r50.epochs, r50.batch_size, r50.channels_last) == (8, 64, "off")
     assert len(proxy.seeds) == 5
     # smoke's data.tiny defaults are the embedded set's own
     assert (smoke.data.tiny.variant, smoke.data.tiny.train_per_class, smoke.data.tiny.val_per_class) == (
