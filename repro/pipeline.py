@@ -68,6 +68,8 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
                  log: Callable[[str], None] = print) -> PreparedData:
     """The profile's data set, made first if the profile says how (``data.source``); under torchrun rank 0
     makes it while the others wait."""
+    if profile.data.source == "tiny":
+        _check_variant(profile)
     if not is_main():
         barrier()
     folder = data_folder(profile, root)
@@ -108,6 +110,14 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
 
     split = load_split(folder, manifest["listing_sha256"]["train"])
     return PreparedData(folder, manifest, split.sub_train, split.sub_eval)
+
+
+def _check_variant(profile: Profile) -> None:
+    from data_prep.tiny import VARIANTS
+
+    if profile.data.tiny.variant not in VARIANTS:
+        raise DataError(f"data.tiny.variant={profile.data.tiny.variant!r} is not a version of the embedded set; "
+                        f"choose one of {', '.join(sorted(VARIANTS))}")
 
 
 def _check_tiny(folder: Path, profile: Profile) -> None:
@@ -220,7 +230,7 @@ def cell_key(method: str, variant: str, family: str, constraint: Constraint, pro
     # where the data lies and how many loader workers read it do not change a result
     # nor how it was made: the data's identity (its files and split) stands for its content
     settings["data"] = {k: v for k, v in settings["data"].items()
-                        if k not in ("path", "workers", "source", "devkit", "per_class", "split_seed")}
+                        if k not in ("path", "workers", "source", "devkit", "per_class", "split_seed", "tiny")}
     # how latency is measured changes latency cells only (and where the tables lie, none)
     settings.pop("latency", None)
     # another family's recipe changes do not change this cell

@@ -86,7 +86,6 @@ def test_extends_merges_mappings_replaces_the_rest_and_refuses_a_cycle(tmp_path)
     (["epochs=3"], r"unknown key\(s\) epochs"),
     (["train.epochs"], r"must look like section.key=value"),
     (["train_by_family.vgg.lr=1"], r"train_by_family.vgg: not a family"),
-    (["data.tiny.variant=tiny65"], r"data.tiny.variant='tiny65' is not a version of the embedded set; choose one"),
     (["data.tiny.val_per_class=0"], r"data.tiny.val_per_class=0 must be at least 1"),
     (["data.source=null", "data.tiny.train_per_class=10"], r"data.tiny says how the embedded set is made, but "
                                                            r"data.source=None"),
