@@ -113,11 +113,12 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
 
 
 def _check_variant(profile: Profile) -> None:
-    from data_prep.tiny import VARIANTS
+    from data_prep.tiny import variant  # numpy and tqdm only
 
-    if profile.data.tiny.variant not in VARIANTS:
-        raise DataError(f"data.tiny.variant={profile.data.tiny.variant!r} is not a version of the embedded set; "
-                        f"choose one of {', '.join(sorted(VARIANTS))}")
+    try:
+        variant(profile.data.tiny.variant)
+    except DataError as e:
+        raise DataError(f"data.tiny.variant: {e}") from None
 
 
 def _check_tiny(folder: Path, profile: Profile) -> None:

@@ -363,8 +363,8 @@ def test_a_profile_split_other_than_the_data_sets_is_refused(tmp_path):
     assert prepare_data(load_profile("smoke", [f"--data.path={folder}"]), quiet=True).sub_eval.size == 32
     # a misspelt version is named with the ones that exist, before anything is made or compared
     for where in (tmp_path / "none", folder):
-        with pytest.raises(DataError, match=r"data.tiny.variant='tiny65' is not a version of the embedded set; "
-                                            r"choose one of .*tiny64-72"):
+        with pytest.raises(DataError, match=r"data.tiny.variant: tiny data set variant 'tiny65' does not exist; "
+                                            r"choose one of .*'tiny64-72'"):
             prepare_data(load_profile("proxy", [f"--data.path={where}", "data.tiny.variant=tiny65"]), quiet=True)
     assert not (tmp_path / "none").exists()
     for setting, says in [("--data.per_class=10", "data.per_class=10, but .* was prepared with per_class=2"),
