@@ -32,3 +32,23 @@ def detectable_difference(sd: float, n: int, level: float = 0.95, power: float =
 
     dof = 2 * (n - 1)
     return float((stats.t.ppf(0.5 + level / 2, dof) + stats.t.ppf(power, dof)) * sd * math.sqrt(2 / n))
+
+
+def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """The difference of means ``mean(b) - mean(a)`` and its two-sided ``level`` Welch interval (unequal
+    variances, Welch-Satterthwaite degrees of freedom), as ``(difference, low, high)``; NaN bounds when either
+    sample has fewer than two values."""
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r} must lie strictly between 0 and 1 (0.95 for a 95% interval)")
+    diff = statistics.mean(b) - statistics.mean(a)
+    if len(a) < 2 or len(b) < 2:
+        return diff, float("nan"), float("nan")
+    from scipy import stats
+
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
+    return diff, diff - half, diff + half

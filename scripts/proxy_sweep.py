@@ -6,6 +6,7 @@ interrupted sweep continues where it stopped; ``--report`` rewrites the summary 
     python scripts/proxy_sweep.py --label ep6-ema --train-per-class 400 --val-per-class 640 \\
         --set train.epochs=6 --set train.ema_decay=0.99 --families mobilenet_v1 --seeds 0 1 2 --jobs 2
     python scripts/proxy_sweep.py --report docs/proxy_sweep     # docs/proxy_sweep.md and .json
+    python scripts/proxy_sweep.py --restore docs/proxy_sweep_evidence.json   # the committed runs, on a fresh clone
 
 The recipe is ``--profile``'s ``train`` (smoke's by default: its per-family changes are not applied) with
 each ``--set`` applied to every family and each ``--family-set family:key=value`` to one. A run is named by
@@ -174,10 +175,63 @@ def report(out: Path, records: list[dict]) -> None:
         pooled.append(f"| {label} | {family} | {threads} | {pooled_sd:.2f} | "
                       f"{max(statistics.stdev(c) for c in cells):.2f} | {len(cells)} | {seeds} | "
                       f"{detectable_difference(pooled_sd, seeds):.1f} |")
-    atomic_write_text(out.with_suffix(".md"), "\n".join(lines + pooled) + "\n")
+    threads = _threads_rows(groups)
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines + pooled + threads) + "\n")
     atomic_write_text(out.with_suffix(".json"), json.dumps(sorted(records, key=lambda r: (
         r["label"], r["family"], r["threads"], r["width"], -r["resolution"], r["seed"])), indent=1))
-    print("\n".join(lines + pooled))
+    print("\n".join(lines + pooled + threads))
+
+
+THREADS_TOLERANCE = 1.0  # points: the issue's bound on how far another reduction order may move a cell's mean
+
+
+def _threads_rows(groups: dict[tuple, list[dict]]) -> list[str]:
+    """The same label, family and cell run at two thread counts (another reduction order, as another CPU
+    gives): the difference of the seed means with its 95% Welch interval, against the 1-point tolerance."""
+    from repro.stats import welch_interval
+
+    by_cell: dict[tuple, dict[int, list[float]]] = {}
+    for (label, family, threads, width, res), runs in groups.items():
+        by_cell.setdefault((label, family, width, res), {})[threads] = [100 * r["top1"] for r in runs]
+    rows = []
+    for (label, family, width, res), counts in sorted(by_cell.items()):
+        if len(counts) < 2:
+            continue
+        base = min(counts)
+        for other in sorted(counts)[1:]:
+            a, b = counts[base], counts[other]
+            diff, low, high = welch_interval(a, b)
+            ci = "—" if math.isnan(low) else f"[{low:+.1f}, {high:+.1f}]"
+            rows.append(f"| {label} | {family} | {width}x@{res} | {statistics.mean(a):.1f} ({len(a)}) | "
+                        f"{other}: {statistics.mean(b):.1f} ({len(b)}) | {diff:+.2f} | {ci} | "
+                        f"{'yes' if abs(diff) <= THREADS_TOLERANCE else 'no'} |")
+    if not rows:
+        return []
+    return ["", f"The same runs at another thread count (criterion: seed means within {THREADS_TOLERANCE:g} point; "
+            "the interval says how well the seeds pin the difference down):", "",
+            "| label | family | cell | fewest threads: mean (n) | threads: mean (n) | difference | 95% Welch "
+            "interval | within 1 point |", "|---|---|---|---|---|---|---|---|", *rows]
+
+
+def restore(evidence: Path, out: Path) -> int:
+    """Write the records of an evidence file (``--report``'s JSON) back as run records, skipping those already
+    there: a fresh clone or a lost results folder gets the committed sweep back without rerunning it."""
+    from repro.atomic import atomic_write_text
+
+    try:
+        records = json.loads(evidence.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"--restore {evidence}: cannot read it as the sweep's evidence JSON ({e})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "key" in r for r in records):
+        raise SystemExit(f"--restore {evidence}: expected a list of run records, each with a 'key' (the JSON "
+                         "that --report writes, e.g. docs/proxy_sweep_evidence.json)")
+    written = 0
+    for r in records:
+        path = out / f"{r['key']}.json"
+        if not path.exists():
+            atomic_write_text(path, json.dumps(r, indent=1))
+            written += 1
+    return written
 
 
 def specs(a: argparse.Namespace, cells) -> list[dict]:
@@ -220,9 +274,15 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs at a time")
     p.add_argument("--list", action="store_true", help="print the runs not yet recorded and stop")
     p.add_argument("--report", type=Path, help="write <path>.md and <path>.json from every record and stop")
+    p.add_argument("--restore", type=Path, help="write the records of an evidence JSON (--report's, e.g. "
+                   "docs/proxy_sweep_evidence.json) back into the results folder, skipping those there, and stop")
     a = p.parse_args()
     out = a.results / "proxy_sweep"
     out.mkdir(parents=True, exist_ok=True)
+    if a.restore:
+        written = restore(a.restore, out)
+        print(f"restored {written} record(s) from {a.restore} into {out}")
+        return
     records = [json.loads(f.read_text()) for f in sorted(out.glob("*.json"))]
     if a.report:
         report(a.report, records)

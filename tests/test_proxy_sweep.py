@@ -138,3 +138,46 @@ def test_the_rank_script_pairs_the_papers_uniform_rows_with_sweep_runs(tmp_path)
     z, half = math.atanh(want.statistic), 1.96 * math.sqrt(0.437 / 2)
     assert got["ci95"] == pytest.approx([math.tanh(z - half), math.tanh(z + half)])
     assert "| mobilenet_v1 | 1x | 63 |" in (tmp_path / "rank.md").read_text()  # a published network not run
+
+
+def test_welch_interval_is_scipys():
+    from scipy import stats
+
+    from repro.stats import welch_interval
+
+    a, b = [80.1, 82.4, 79.0, 81.7, 83.2], [81.0, 84.9, 80.2]
+    diff, low, high = welch_interval(a, b)
+    want = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(statistics.mean(b) - statistics.mean(a))
+    assert (low, high) == pytest.approx((want.low, want.high))
+    assert math.isnan(welch_interval([1.0], [2.0, 3.0])[1])
+
+
+def test_the_report_compares_thread_counts_and_restore_writes_the_evidence_back(tmp_path):
+    """The same cell at 1 and 2 threads gets a row with the difference of its seed means and the 1-point
+    verdict; --restore turns the report's JSON back into run records (and skips those already there)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import proxy_sweep
+
+    from repro.stats import welch_interval
+
+    records = []
+    for threads, accs in ((1, (80.0, 82.0, 81.0)), (2, (81.5, 83.5, 82.5))):
+        for seed, acc in enumerate(accs):
+            records.append({"label": "t", "family": "mobilenet_v1", "width": 1.0, "resolution": 224, "seed": seed,
+                            "threads": threads, "key": f"k{threads}{seed}", "top1": acc / 100, "pixels": 64,
+                            "val_images": 10240, "train_seconds": 5.0, "images_per_second": 20.0})
+    proxy_sweep.report(tmp_path / "report", records)
+    md = (tmp_path / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| t | mobilenet_v1 | 1.0x@224 |"))
+    diff, low, high = welch_interval([80.0, 82.0, 81.0], [81.5, 83.5, 82.5])
+    assert row == (f"| t | mobilenet_v1 | 1.0x@224 | 81.0 (3) | 2: 82.5 (3) | +1.50 | [{low:+.1f}, {high:+.1f}] "
+                   "| no |") and diff == pytest.approx(1.5)
+    out = tmp_path / "proxy_sweep"
+    out.mkdir()
+    (out / "k10.json").write_text("{}")  # already there: left as it is
+    assert proxy_sweep.restore(tmp_path / "report.json", out) == 5
+    assert json.loads((out / "k21.json").read_text())["top1"] == pytest.approx(0.835)
+    assert (out / "k10.json").read_text() == "{}"
+    bad = _sweep(tmp_path, "--restore", str(tmp_path / "report.md"))
+    assert bad.returncode != 0 and "cannot read it as the sweep's evidence JSON" in bad.stderr
