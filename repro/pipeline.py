@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from data_prep.tiny import variant
 from repro.arch import ArchConfig
 from repro.config import to_mapping
 from repro.constraint import Constraint
@@ -113,8 +115,6 @@ def prepare_data(profile: Profile, root: Path = Path("."), quiet: bool = False,
 
 
 def _check_variant(profile: Profile) -> None:
-    from data_prep.tiny import variant  # numpy and tqdm only
-
     try:
         variant(profile.data.tiny.variant)
     except DataError as e:
@@ -125,8 +125,6 @@ def _check_tiny(folder: Path, profile: Profile) -> None:
     """An embedded set of another version than the profile's (the smoke set in the proxy profile's folder) is
     refused: its classes and images are another data set's. Another size is allowed (a smaller copy passed with
     --data, as the tests do); the records name the data set's size either way."""
-    import json
-
     marker = folder / "imagefolder" / "tiny.json"
     if not marker.is_file():
         return  # prepared from an ImageFolder of the user's: not the embedded set

@@ -175,11 +175,11 @@ def report(out: Path, records: list[dict]) -> None:
         pooled.append(f"| {label} | {family} | {threads} | {pooled_sd:.2f} | "
                       f"{max(statistics.stdev(c) for c in cells):.2f} | {len(cells)} | {seeds} | "
                       f"{detectable_difference(pooled_sd, seeds):.1f} |")
-    threads = _threads_rows(groups)
-    atomic_write_text(out.with_suffix(".md"), "\n".join(lines + pooled + threads) + "\n")
+    text = "\n".join(lines + pooled + _threads_rows(groups))
+    atomic_write_text(out.with_suffix(".md"), text + "\n")
     atomic_write_text(out.with_suffix(".json"), json.dumps(sorted(records, key=lambda r: (
         r["label"], r["family"], r["threads"], r["width"], -r["resolution"], r["seed"])), indent=1))
-    print("\n".join(lines + pooled + threads))
+    print(text)
 
 
 THREADS_TOLERANCE = 1.0  # points: the bound on how far another reduction order may move a cell's mean
@@ -210,7 +210,7 @@ def _threads_rows(groups: dict[tuple, list[dict]]) -> list[str]:
     return ["", f"The same runs at another thread count (criterion: seed means within {THREADS_TOLERANCE:g} point; "
             "the interval says how well the seeds pin the difference down):", "",
             "| label | family | cell | fewest threads: mean (n) | threads: mean (n) | difference | 95% Welch "
-            "interval | within 1 point |", "|---|---|---|---|---|---|---|---|", *rows]
+            f"interval | within {THREADS_TOLERANCE:g} point |", "|---|---|---|---|---|---|---|---|", *rows]
 
 
 def restore(evidence: Path, out: Path) -> int:
