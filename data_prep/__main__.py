@@ -8,6 +8,7 @@ from pathlib import Path
 
 from data_prep.imagefolder import DataError, list_imagefolder
 from data_prep.split import ensure_split
+from data_prep.tiny import VARIANTS
 from data_prep.write import WRITE_MODES, WriteParams, prepare
 
 
@@ -47,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--seed", type=int, default=0, help="draws the images and the split")
     t.add_argument("--per-class", type=int, default=50, help="sub-eval images per class (paper: 50)")
-    t.add_argument("--variant", default="tiny", help="which version of the set: tiny (16 classes, the smoke "
-                   "profile's), tiny-coarse (the same classes, coarser textures), tiny64 (64 classes), or "
-                   "tiny-coarse72 / tiny64-72 (those two at 72 px, base resolution 64); docs/proxy_protocol.md")
+    sizes = ", ".join(f"{name} ({len(v.classes)} classes, {v.size} px, base {v.base_resolution})"
+                      for name, v in VARIANTS.items())
+    t.add_argument("--variant", default="tiny", help=f"which version of the set: {sizes}; tiny is the smoke "
+                   "profile's, the others are the proxy sweep's (docs/proxy_protocol.md)")
     t.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     try:

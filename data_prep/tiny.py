@@ -83,6 +83,8 @@ VARIANTS = {
     # finds late costs less
     "tiny-coarse72": _COARSE.drawn_at(72, 64),
     "tiny64-72": _SIXTY_FOUR.drawn_at(72, 64),
+    # three times the side (108 px, base 96): half resolution is 48 px, where the last stage sees 2x2 maps
+    "tiny64-108": _SIXTY_FOUR.drawn_at(108, 96),
 }
 DEFAULT_VARIANT = "tiny"
 CLASSES = VARIANTS[DEFAULT_VARIANT].classes  # the default's 16: (shape, texture) pairs, shape first

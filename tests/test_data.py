@@ -320,6 +320,9 @@ def test_the_72_px_variants_are_drawn_at_twice_the_side_and_prepared_at_base_64(
     many = tiny.variant("tiny64-72")
     assert (many.size, many.base_resolution, many.classes) == (72, 64, tiny.variant("tiny64").classes)
     assert many.period == tuple(2 * p for p in tiny.variant("tiny64").period)
+    larger = tiny.variant("tiny64-108")
+    assert (larger.size, larger.base_resolution, larger.classes) == (108, 96, many.classes)
+    assert larger.period == tuple(3 * p for p in tiny.variant("tiny64").period)
     for label in (0, 6, 13):
         a = tiny.render(label, np.random.default_rng((0, 0, label, 1)), "tiny-coarse72")
         b = tiny.render(label, np.random.default_rng((0, 0, label, 1)), "tiny-coarse")
