@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -339,6 +340,55 @@ def test_the_72_px_variants_are_drawn_at_twice_the_side_and_prepared_at_base_64(
     assert (marker["size"], marker["variant"]) == (72, "tiny-coarse72")
 
 
+def _mirror_twins(textures: set[str]) -> set[tuple[str, str]]:
+    """The pairs (a, b) of distinct textures where ``a`` mirrored left to right is ``b`` at some phase
+    (correlation above 0.9) at a fine, a middle or a coarse period, on a 72-px canvas."""
+    size, found = 72, set()
+
+    def unit(t: np.ndarray) -> np.ndarray:
+        t = t.ravel() - t.mean()
+        return t / (np.linalg.norm(t) or 1.0)
+
+    for period in (3.0, 6.0, 12.0):
+        mirrored = {a: unit(np.fliplr(tiny._texture(a, period, 1.3, size / 2, size / 2, size))) for a in textures}
+        for b in textures:
+            phases = np.stack([unit(tiny._texture(b, period, ph, size / 2, size / 2, size))
+                               for ph in np.linspace(0, period, 41)])
+            found |= {(a, b) for a, m in mirrored.items() if a != b and (phases @ m).max() > 0.9}
+    return found
+
+
+def test_no_class_is_another_classs_mirror_image_except_in_the_variants_that_say_so(tmp_path):
+    """The training loader flips images left to right, so a class whose mirror image is another class's would
+    be noise no network can learn (tiny64's diagonal and antidiagonal textures: its 1.0x networks stopped at
+    87%). Every variant's shapes are left-right symmetric; no texture's mirror image matches another texture of
+    its variant at any phase, except in the variants ``MIRROR_TWINS`` names, whose preparation says so."""
+    for name, v in tiny.VARIANTS.items():
+        masks = {shape: tiny._mask(shape, 35.5, 35.5, 20.0, 72)[..., 0] > 0.5 for shape in v.shapes}
+        for shape, mask in masks.items():  # a mirrored shape overlaps itself best (PIL's edges move by a pixel)
+            overlap = {other: (mask[:, ::-1] & m).sum() / (mask[:, ::-1] | m).sum() for other, m in masks.items()}
+            assert max(overlap, key=overlap.get) == shape, (name, shape, overlap)
+        twins = _mirror_twins(set(v.textures))
+        expected = set() if name not in tiny.MIRROR_TWINS else {tiny.MIRROR_TWINS[name], tiny.MIRROR_TWINS[name][::-1]}
+        assert twins == expected, name
+    assert {"tiny64f", "tiny64f-72", "tiny64f-108"} <= set(tiny.VARIANTS) - set(tiny.MIRROR_TWINS)
+    same, fixed = tiny.variant("tiny64-108"), tiny.variant("tiny64f-108")
+    assert dataclasses.replace(fixed, textures=same.textures) == same  # one texture changed, nothing else
+    chevron = fixed.classes.index("disc_chevron")
+    for label in range(64):  # the same draws: only the chevron classes' images differ from tiny64's
+        a, b = (tiny.render(label, np.random.default_rng((0, 0, label, 1)), k) for k in ("tiny64", "tiny64f"))
+        assert np.array_equal(a, b) == (label % 8 != chevron % 8), label
+    # the textured-background version draws the same objects: a pixel of the object is the same, the rest not
+    for label in (13, 30, 45):
+        a, b = (tiny.render(label, np.random.default_rng((0, 1, label, 2)), k)
+                for k in ("tiny64f-108", "tiny64f-108-bg"))
+        assert 0.05 < np.mean(np.all(a == b, axis=2)) < 0.6, label
+    said = []
+    tiny.prepare_tiny(tmp_path, per_class=1, quiet=True, log=said.append, train_per_class=2, val_per_class=1,
+                      kind="tiny64-72")
+    assert any("mirror image" in s and "'tiny64f-72'" in s for s in said), said
+
+
 def test_the_embedded_set_is_byte_identical_whichever_command_makes_it(tmp_path, capsys):
     """``data_prep tiny`` and a smoke run's own build write the same files, so the cells they key agree (FFCV's
     writer with two processes laid pages out in the order they finished: other bytes, other cache keys)."""
@@ -394,11 +444,11 @@ def test_the_proxy_profile_makes_its_own_version_and_refuses_another(tmp_path, m
     with pytest.raises(Asked) as asked:
         prepare_data(load_profile("proxy", [f"--data.path={tmp_path / 'made'}"]), quiet=True, log=lambda s: None)
     assert {k: asked.value.args[0][k] for k in ("kind", "train_per_class", "val_per_class")} == {
-        "kind": "tiny64-72", "train_per_class": 200, "val_per_class": 160}
+        "kind": "tiny64f-108", "train_per_class": 200, "val_per_class": 160}
     # a folder that holds the default version is another data set, not the proxy's
     folder = make_tiny_data(tmp_path / "smoke", seed=0, train_per_class=4, per_class=2)
     with pytest.raises(DataError, match=r"holds the embedded set's version 'tiny', but profile proxy trains on "
-                                        r"'tiny64-72' \(data.tiny.variant\)"):
+                                        r"'tiny64f-108' \(data.tiny.variant\)"):
         prepare_data(load_profile("proxy", [f"--data.path={folder}"]), quiet=True)
     assert prepare_data(load_profile("smoke", [f"--data.path={folder}"]), quiet=True).sub_eval.size == 32
 

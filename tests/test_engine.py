@@ -49,7 +49,10 @@ def test_the_proxy_profile_extends_smoke_and_names_its_data_set():
     smoke, proxy = load_profile("smoke"), load_profile("proxy")
     assert proxy.name == "proxy" and proxy.methods == smoke.methods and proxy.latency == smoke.latency  # inherited
     assert (proxy.data.source, proxy.data.tiny.variant, proxy.data.tiny.train_per_class,
-            proxy.data.tiny.val_per_class) == ("tiny", "tiny64-72", 200, 160)
+            proxy.data.tiny.val_per_class) == ("tiny", "tiny64f-108", 200, 160)
+    # never a set with two classes that the training flips make one (docs/proxy_protocol.md), and the sweep's folder
+    assert proxy.data.tiny.variant not in tiny.MIRROR_TWINS
+    assert Path(proxy.data.path).name == f"{proxy.data.tiny.variant}-200-160"
     # its own recipe over smoke's, smoke's keys kept where it is silent
     assert (proxy.train.batch_size, proxy.train.lr, proxy.train.lr_reference_batch, proxy.train.epochs,
             proxy.train.nesterov) == (64, 0.05, 64, 8, True)
