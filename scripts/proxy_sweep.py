@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import time
@@ -114,6 +115,10 @@ def one_run(spec: dict, folder: str, out: str) -> dict:
               "log": lines}
     atomic_write_text(Path(out) / f"{record['key']}.json", json.dumps(record, indent=1))
     return record
+
+
+def _stop(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _cpu() -> str:
@@ -327,6 +332,9 @@ def main() -> None:
         raise SystemExit(f"making the data set failed (exit code {maker.exitcode}): its error is above")
     folder = data_folder(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class, a.variant)
     print(f"{len(todo)} run(s) to do, {a.jobs} at a time", flush=True)
+    # a SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so the pool below terminates its workers:
+    # by default the parent died alone and its workers ran on as orphans, finishing runs nobody waited for
+    signal.signal(signal.SIGTERM, _stop)
     queue = ctx.Queue()
     for j in range(a.jobs):
         queue.put(set(cores[j * a.threads:(j + 1) * a.threads]))

@@ -84,6 +84,95 @@ def test_a_sweep_records_each_run_resumes_and_reports_the_interval(tmp_path):
     _report_rows(records, tmp_path)
 
 
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    """Running, not ended (a zombie has ended: only its exit status is left for a parent to read)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
+def test_a_terminated_sweep_takes_its_workers_with_it(tmp_path):
+    """``kill`` on a sweep (SIGTERM, as a scheduler's time limit sends) ends its workers too: they used to run on
+    as orphans, training runs nobody waited for on the cores the next job was given."""
+    import os
+    import signal
+    import time
+
+    # a run of a thousand epochs: a worker left behind would still be training long after the test gives up
+    command = [sys.executable, str(SCRIPT), "--results", str(tmp_path), *RUN, "--set", "train.epochs=1000",
+               "--seeds", "0", "1", "--jobs", "1"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    workers: set[int] = set()
+    try:
+        for line in proc.stdout:
+            if "run(s) to do" in line:
+                break
+        deadline = time.monotonic() + 60
+        while not (workers := {c for c in _children(proc.pid) if b"spawn_main" in _cmdline(c)}) \
+                and time.monotonic() < deadline:  # the pool's worker, not the resource tracker that starts first
+            time.sleep(0.2)
+        assert workers, "the sweep started no worker"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) != 0
+        deadline = time.monotonic() + 30
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(_alive, workers)), "a worker outlived its sweep"
+    finally:
+        proc.kill()
+        proc.wait()
+        for w in filter(_alive, workers):  # a failed test leaves no orphan behind it either
+            os.kill(w, signal.SIGKILL)
+
+
+def test_the_confusion_script_trains_a_sweep_run_and_counts_every_validation_image(tmp_path):
+    """scripts/proxy_confusion.py trains a sweep's cell as the sweep does (the sweep's run key: the same spec) and
+    classifies every validation image once; on a variant with mirror twins it says what they cost."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import proxy_sweep
+
+    out = tmp_path / "confusion"
+    same = ["--train-per-class", "8", "--val-per-class", "4", "--sub-eval-per-class", "2", "--variant", "tiny64",
+            *(arg for s in SETS for arg in ("--set", s))]  # RUN's data and recipe on the 64-class set
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "proxy_confusion.py"), "--results",
+                           str(tmp_path / "results"), "--family", "mobilenet_v1", "--width", "0.25", "--seed", "1",
+                           "--out", str(out), *same], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (cell,) = json.loads(out.with_suffix(".json").read_text())["cells"]
+    sweep = proxy_sweep.specs(argparse.Namespace(
+        families=["mobilenet_v1"], profile="smoke", sets=SETS, family_sets=[], seeds=[1], label="confusion",
+        train_per_class=8, val_per_class=4, threads=1, sub_eval_per_class=2, variant="tiny64"), [(0.25, 224)])[0]
+    assert cell["key"] == proxy_sweep.run_key(sweep)
+    matrix = cell["matrix"]
+    assert len(matrix) == 64 and sum(map(sum, matrix)) == 64 * 4  # every validation image, once
+    assert sum(matrix[i][i] for i in range(64)) / 256 == pytest.approx(cell["top1"]) == pytest.approx(cell["fit_top1"])
+    assert "antidiagonal mirror twin" in out.with_suffix(".md").read_text()
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "proxy_confusion.py"), "--variant", "tiny65",
+                          "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert bad.returncode != 0 and "--variant" in bad.stderr and "tiny64f" in bad.stderr
+
+
 def test_a_sweep_names_what_it_needs(tmp_path):
     no_label = _sweep(tmp_path, "--families", "mobilenet_v1")
     assert no_label.returncode != 0 and "--label is required" in no_label.stderr
