@@ -444,11 +444,11 @@ def test_the_proxy_profile_makes_its_own_version_and_refuses_another(tmp_path, m
     with pytest.raises(Asked) as asked:
         prepare_data(load_profile("proxy", [f"--data.path={tmp_path / 'made'}"]), quiet=True, log=lambda s: None)
     assert {k: asked.value.args[0][k] for k in ("kind", "train_per_class", "val_per_class")} == {
-        "kind": "tiny64f-108", "train_per_class": 200, "val_per_class": 160}
+        "kind": "tiny64f-108-bg", "train_per_class": 200, "val_per_class": 160}
     # a folder that holds the default version is another data set, not the proxy's
     folder = make_tiny_data(tmp_path / "smoke", seed=0, train_per_class=4, per_class=2)
     with pytest.raises(DataError, match=r"holds the embedded set's version 'tiny', but profile proxy trains on "
-                                        r"'tiny64f-108' \(data.tiny.variant\)"):
+                                        r"'tiny64f-108-bg' \(data.tiny.variant\)"):
         prepare_data(load_profile("proxy", [f"--data.path={folder}"]), quiet=True)
     assert prepare_data(load_profile("smoke", [f"--data.path={folder}"]), quiet=True).sub_eval.size == 32
 

@@ -49,7 +49,7 @@ def test_the_proxy_profile_extends_smoke_and_names_its_data_set():
     smoke, proxy = load_profile("smoke"), load_profile("proxy")
     assert proxy.name == "proxy" and proxy.methods == smoke.methods and proxy.latency == smoke.latency  # inherited
     assert (proxy.data.source, proxy.data.tiny.variant, proxy.data.tiny.train_per_class,
-            proxy.data.tiny.val_per_class) == ("tiny", "tiny64f-108", 200, 160)
+            proxy.data.tiny.val_per_class) == ("tiny", "tiny64f-108-bg", 200, 160)
     # never a set with two classes that the training flips make one (docs/proxy_protocol.md), and the sweep's folder
     assert proxy.data.tiny.variant not in tiny.MIRROR_TWINS
     assert Path(proxy.data.path).name == f"{proxy.data.tiny.variant}-200-160"
