@@ -58,7 +58,8 @@ def train_and_classify(spec: dict, folder: Path) -> dict:
     decode_at = data.decode_resolution(arch.resolution)
     resolution = data.resolution(arch.resolution)
     loader, _ = make_loader(data.val_beton, train=False, batch_size=recipe.eval_batch_size, resolution=decode_at)
-    normalize = Normalize(channels_last=use_channels_last(recipe.channels_last))
+    device = next(model.parameters()).device  # fit() leaves the model on the run's device
+    normalize = Normalize(channels_last=use_channels_last(recipe.channels_last)).to(device)
     n = data.num_classes
     matrix = np.zeros((n, n), dtype=np.int64)
     model = model.eval()
