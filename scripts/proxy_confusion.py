@@ -9,7 +9,7 @@ set's ceiling) or on ones a larger network fixes.
         --set train.epochs=8 --set train.warmup_epochs=2 --set train.lr=0.05 --set train.batch_size=64 \\
         --set train.lr_reference_batch=64 --out docs/proxy_confusion_evidence
 
-The training is the sweep's ``one_run`` minus its record; ``--threads`` cores (default 1, as the sweep's
+The training is the sweep's own (``proxy_sweep.train``); ``--threads`` cores (default 1, as the sweep's
 ``--jobs 2``). The output is ``OUT.json`` (every count) and ``OUT.md`` (the summary); an existing pair is
 kept and the new cell added to it, so several cells share one file.
 """
@@ -17,7 +17,6 @@ kept and the new cell added to it, so several cells share one file.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -38,23 +37,10 @@ def train_and_classify(spec: dict, folder: Path) -> dict:
     import numpy as np
     import torch
 
-    from repro.config import from_mapping
     from repro.data import Normalize, make_loader, resize_batch
-    from repro.data.manifest import read_manifest
-    from repro.profiles import TrainConfig
-    from repro.reference import RULES
-    from repro.train.trainer import TrainData, fit, initial_model, use_channels_last
+    from repro.train.trainer import use_channels_last
 
-    manifest = read_manifest(folder)
-    recipe = from_mapping(TrainConfig, spec["recipe"], "train")
-    data = TrainData(folder / "train.beton", folder / "val.beton", len(manifest["classes"]),
-                     int(manifest["base_resolution"]), decode="base")
-    arch = RULES[spec["family"]].arch(spec["family"], spec["width"], spec["resolution"])
-    arch = dataclasses.replace(arch, num_classes=data.num_classes)
-    model = initial_model(arch, spec["seed"])
-    t0 = time.perf_counter()
-    result = fit(model, data, recipe, spec["seed"], arch.resolution, log=print)
-    seconds = time.perf_counter() - t0
+    model, result, data, recipe, arch, manifest, seconds = proxy_sweep.train(spec, folder)
     decode_at = data.decode_resolution(arch.resolution)
     resolution = data.resolution(arch.resolution)
     loader, _ = make_loader(data.val_beton, train=False, batch_size=recipe.eval_batch_size, resolution=decode_at)
@@ -143,17 +129,8 @@ def main() -> None:
         proxy_sweep.variant(a.variant)
     except DataError as e:
         raise SystemExit(f"--variant: {e}") from None
-    results = a.results
-    import multiprocessing as mp
-
-    maker = mp.get_context("spawn").Process(  # in a child, as the sweep does (numba's pool can hang an exit)
-        target=proxy_sweep._prepare_in_child, args=(results, a.train_per_class, a.val_per_class,
-                                                    a.sub_eval_per_class, a.variant))
-    maker.start()
-    maker.join()
-    if maker.exitcode != 0:
-        raise SystemExit(f"making the data set failed (exit code {maker.exitcode}): its error is above")
-    folder = proxy_sweep.data_folder(results, a.train_per_class, a.val_per_class, a.sub_eval_per_class, a.variant)
+    folder = proxy_sweep.prepare_in_child(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class,
+                                          a.variant)  # in a child, as the sweep does (numba's pool can hang an exit)
     # the sweep's own run specification, so the run's key (and, on the same CPU and threads, its top-1) is the
     # sweep record's with this seed and recipe
     ns = argparse.Namespace(families=[a.family], profile=a.profile, sets=a.set, family_sets=[], seeds=[a.seed],

@@ -86,30 +86,53 @@ def _pin(queue) -> None:
     torch.set_num_threads(len(cores))
 
 
-def one_run(spec: dict, folder: str, out: str) -> dict:
-    """Train one reference network as ``spec`` says; its record (written atomically) is the return value."""
-    import torch
-
-    from repro.atomic import atomic_write_text
+def train(spec: dict, folder: Path, log=print):
+    """Train the reference network ``spec`` names on the data set in ``folder``, as every run of the sweep is
+    trained; return (model, fit's result, the TrainData, the recipe, the architecture, the manifest, wall
+    seconds)."""
     from repro.config import from_mapping
     from repro.data.manifest import read_manifest
     from repro.profiles import TrainConfig
     from repro.reference import RULES
     from repro.train.trainer import TrainData, fit, initial_model
 
-    manifest = read_manifest(Path(folder))
+    manifest = read_manifest(folder)
     recipe = from_mapping(TrainConfig, spec["recipe"], "train")
-    data = TrainData(Path(folder) / "train.beton", Path(folder) / "val.beton", len(manifest["classes"]),
+    data = TrainData(folder / "train.beton", folder / "val.beton", len(manifest["classes"]),
                      int(manifest["base_resolution"]), decode="base")
     arch = RULES[spec["family"]].arch(spec["family"], spec["width"], spec["resolution"])
     arch = dataclasses.replace(arch, num_classes=data.num_classes)
     model = initial_model(arch, spec["seed"])
     t0 = time.perf_counter()
+    result = fit(model, data, recipe, spec["seed"], arch.resolution, log=log)
+    return model, result, data, recipe, arch, manifest, time.perf_counter() - t0
+
+
+def prepare_in_child(results: Path, train_per_class: int, val_per_class: int, sub_eval_per_class: int,
+                     kind: str) -> Path:
+    """``prepare`` in a spawned child (``_prepare_in_child``); the data folder, or SystemExit if it failed."""
+    import multiprocessing as mp
+
+    maker = mp.get_context("spawn").Process(target=_prepare_in_child, args=(
+        results, train_per_class, val_per_class, sub_eval_per_class, kind))
+    maker.start()
+    maker.join()
+    if maker.exitcode != 0:
+        raise SystemExit(f"making the data set failed (exit code {maker.exitcode}): its error is above")
+    return data_folder(results, train_per_class, val_per_class, sub_eval_per_class, kind)
+
+
+def one_run(spec: dict, folder: str, out: str) -> dict:
+    """Train one reference network as ``spec`` says; its record (written atomically) is the return value."""
+    import torch
+
+    from repro.atomic import atomic_write_text
+
     lines: list[str] = []  # fit's log (the loading plan, each epoch's training loss) goes into the record
-    result = fit(model, data, recipe, spec["seed"], arch.resolution, log=lines.append)
+    _model, result, _data, _recipe, _arch, manifest, seconds = train(spec, Path(folder), log=lines.append)
     record = {**spec, "key": run_key(spec), "top1": result["top1"], "top5": result["top5"],
               "train_loss": result["train_loss"], "pixels": result["resolution"],
-              "train_seconds": result["train_seconds"], "wall_seconds": time.perf_counter() - t0,
+              "train_seconds": result["train_seconds"], "wall_seconds": seconds,
               "images_per_second": result["images_per_second"], "val_images": sum(manifest["counts"]["val"].values()),
               "torch_threads": torch.get_num_threads(), "cpu": _cpu(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "log": lines}
@@ -324,13 +347,7 @@ def main() -> None:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    maker = ctx.Process(target=_prepare_in_child,
-                        args=(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class, a.variant))
-    maker.start()
-    maker.join()
-    if maker.exitcode != 0:
-        raise SystemExit(f"making the data set failed (exit code {maker.exitcode}): its error is above")
-    folder = data_folder(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class, a.variant)
+    folder = prepare_in_child(a.results, a.train_per_class, a.val_per_class, a.sub_eval_per_class, a.variant)
     print(f"{len(todo)} run(s) to do, {a.jobs} at a time", flush=True)
     # a SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so the pool below terminates its workers:
     # by default the parent died alone and its workers ran on as orphans, finishing runs nobody waited for

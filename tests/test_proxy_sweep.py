@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,10 +118,6 @@ def _alive(pid: int) -> bool:
 def test_a_terminated_sweep_takes_its_workers_with_it(tmp_path):
     """``kill`` on a sweep (SIGTERM, as a scheduler's time limit sends) ends its workers too: they used to run on
     as orphans, training runs nobody waited for on the cores the next job was given."""
-    import os
-    import signal
-    import time
-
     # a run of a thousand epochs: a worker left behind would still be training long after the test gives up
     command = [sys.executable, str(SCRIPT), "--results", str(tmp_path), *RUN, "--set", "train.epochs=1000",
                "--seeds", "0", "1", "--jobs", "1"]
