@@ -358,6 +358,21 @@ def _mirror_twins(textures: set[str]) -> set[tuple[str, str]]:
     return found
 
 
+def _mirror_is_a_shift(kind: str, period: float = 12.0, size: int = 72) -> bool:
+    """Whether ``kind`` mirrored left to right is the same texture moved by whole pixels (correlation above 0.9
+    over a 72-px window, shifts up to a period each way): the same class under the training's flips."""
+    big = tiny._texture(kind, period, 0.0, size, size, 2 * size)  # centred on a canvas twice the side
+    mirrored = np.fliplr(big)[size // 2: size // 2 + size, size // 2: size // 2 + size].ravel()
+    mirrored = (mirrored - mirrored.mean()) / (np.linalg.norm(mirrored - mirrored.mean()) or 1.0)
+    p, best = int(period), -1.0
+    for dy in range(-p, p + 1):
+        for dx in range(-p, p + 1):
+            w = big[size // 2 + dy: size // 2 + dy + size, size // 2 + dx: size // 2 + dx + size].ravel()
+            w = w - w.mean()
+            best = max(best, float(mirrored @ w / (np.linalg.norm(w) or 1.0)))
+    return best > 0.9
+
+
 def test_no_class_is_another_classs_mirror_image_except_in_the_variants_that_say_so(tmp_path):
     """The training loader flips images left to right, so a class whose mirror image is another class's would
     be noise no network can learn (tiny64's diagonal and antidiagonal textures: its 1.0x networks stopped at
@@ -372,6 +387,9 @@ def test_no_class_is_another_classs_mirror_image_except_in_the_variants_that_say
         expected = set() if name not in tiny.MIRROR_TWINS else {tiny.MIRROR_TWINS[name], tiny.MIRROR_TWINS[name][::-1]}
         assert twins == expected, name
     assert {"tiny64f", "tiny64f-72", "tiny64f-108"} <= set(tiny.VARIANTS) - set(tiny.MIRROR_TWINS)
+    for kind in ("chevron", "spokes", "rings"):  # the textures that replace diagonal's twins are their own mirror
+        assert _mirror_is_a_shift(kind), kind
+    assert not _mirror_is_a_shift("diagonal")  # the helper can fail: diagonal's mirror image is antidiagonal
     same, fixed = tiny.variant("tiny64-108"), tiny.variant("tiny64f-108")
     assert dataclasses.replace(fixed, textures=same.textures) == same  # one texture changed, nothing else
     chevron = fixed.classes.index("disc_chevron")
