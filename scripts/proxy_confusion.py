@@ -10,14 +10,18 @@ set's ceiling) or on ones a larger network fixes.
         --set train.lr_reference_batch=64 --out docs/proxy_confusion_evidence
 
 The training is the sweep's own (``proxy_sweep.train``); ``--threads`` cores (default 1, as the sweep's
-``--jobs 2``). The output is ``OUT.json`` (every count) and ``OUT.md`` (the summary); an existing pair is
-kept and the new cell added to it, so several cells share one file.
+``--jobs 2``). The sweep pins each run to its cores, and the same seed run with more cores in its affinity mask
+than threads trains to another top-1 (docs/proxy_protocol.md): to reproduce a sweep record, pin this script
+too (``taskset -c 1 python scripts/proxy_confusion.py ...``); it says so when it is not pinned.
+The output is ``OUT.json`` (every count) and ``OUT.md`` (the summary); an existing pair is kept and the new cell
+added to it, so several cells share one file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -123,6 +127,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
+    cores = len(os.sched_getaffinity(0))
+    if cores > a.threads:
+        print(f"not pinned: {cores} cores in this process's affinity mask for {a.threads} thread(s); the sweep pins "
+              f"its runs, so this top-1 may differ from its record (run under taskset -c N to reproduce it)")
     from repro.data.manifest import DataError
 
     try:

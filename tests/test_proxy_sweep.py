@@ -167,6 +167,8 @@ def test_the_confusion_script_trains_a_sweep_run_and_counts_every_validation_ima
     assert len(matrix) == 64 and sum(map(sum, matrix)) == 64 * 4  # every validation image, once
     assert sum(matrix[i][i] for i in range(64)) / 256 == pytest.approx(cell["top1"]) == pytest.approx(cell["fit_top1"])
     assert "antidiagonal mirror twin" in out.with_suffix(".md").read_text()
+    # unpinned (more cores than threads) it warns that its top-1 may not be the sweep record's
+    assert ("not pinned" in done.stdout) == (len(os.sched_getaffinity(0)) > 1), done.stdout
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "proxy_confusion.py"), "--variant", "tiny65",
                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert bad.returncode != 0 and "--variant" in bad.stderr and "tiny64f" in bad.stderr
