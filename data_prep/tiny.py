@@ -107,7 +107,8 @@ VARIANTS = {
     # diagonal gratings and chevron alternates them, so diagonal, checker and chevron differ only in how the two
     # diagonal orientations are combined; a narrow network that has not found that conjunction confuses the three
     # (MobileNet V1 0.25x's low seed, docs/proxy_protocol.md), one that has does not, and which it is changes
-    # with a seed or a reduction order. A probe: at 8 epochs its 0.25x seeds spread as much as on tiny64f-108-bg
+    # with a seed or a reduction order. A probe: at 8 epochs its 0.25x seeds spread as
+    # much as on tiny64f-108-bg (sd 9.6), at 16 they settle (sd 1.4, 5 seeds)
     "tiny64s-108-bg": dataclasses.replace(_SIXTY_FOUR_FLIP_SAFE.drawn_at(108, 96), background_texture=True,
                                           textures=TEXTURES + ("spokes", "chevron", "rings", "plain")),
 }
