@@ -83,6 +83,8 @@ _SIXTY_FOUR = Variant(SHAPES + ("diamond", "ring", "wedge", "hexagon"),
 # so every image outside the 8 chevron classes is tiny64's
 _SIXTY_FOUR_FLIP_SAFE = dataclasses.replace(
     _SIXTY_FOUR, textures=TEXTURES + ("diagonal", "chevron", "rings", "plain"))
+# tiny64f at three times the side with the background textured too (the "-bg" variants below)
+_SIXTY_FOUR_BG = dataclasses.replace(_SIXTY_FOUR_FLIP_SAFE.drawn_at(108, 96), background_texture=True)
 VARIANTS = {
     "tiny": Variant(SHAPES, TEXTURES, PERIOD, GENERATOR),
     "tiny-coarse": _COARSE,
@@ -102,15 +104,14 @@ VARIANTS = {
     "tiny64f-108-lc": dataclasses.replace(_SIXTY_FOUR_FLIP_SAFE.drawn_at(108, 96), texture_contrast=(0.1, 0.2)),
     # the background textured too, with any of the 8 textures: the network has to tell the object's texture from
     # its surround's, not merely find a texture
-    "tiny64f-108-bg": dataclasses.replace(_SIXTY_FOUR_FLIP_SAFE.drawn_at(108, 96), background_texture=True),
+    "tiny64f-108-bg": _SIXTY_FOUR_BG,
     # tiny64f-108-bg with the diagonal texture replaced by spokes (the same draws): checker is the sum of two
     # diagonal gratings and chevron alternates them, so diagonal, checker and chevron differ only in how the two
     # diagonal orientations are combined; a narrow network that has not found that conjunction confuses the three
     # (MobileNet V1 0.25x's low seed, docs/proxy_protocol.md), one that has does not, and which it is changes
     # with a seed or a reduction order. A probe: at 8 epochs its 0.25x seeds spread as
     # much as on tiny64f-108-bg (sd 9.6), at 16 they settle (sd 1.4, 5 seeds)
-    "tiny64s-108-bg": dataclasses.replace(_SIXTY_FOUR_FLIP_SAFE.drawn_at(108, 96), background_texture=True,
-                                          textures=TEXTURES + ("spokes", "chevron", "rings", "plain")),
+    "tiny64s-108-bg": dataclasses.replace(_SIXTY_FOUR_BG, textures=TEXTURES + ("spokes", "chevron", "rings", "plain")),
 }
 # variants with two classes that are each other's mirror image: kept so that the sweep's records made on them
 # can be reproduced, and refused nowhere, but a warning names the fault when one is prepared

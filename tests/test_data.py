@@ -340,19 +340,20 @@ def test_the_72_px_variants_are_drawn_at_twice_the_side_and_prepared_at_base_64(
     assert (marker["size"], marker["variant"]) == (72, "tiny-coarse72")
 
 
+def _unit(t: np.ndarray) -> np.ndarray:
+    """``t`` flattened, centred and scaled to length 1 (a zero image stays zero): dot products are correlations."""
+    t = t.ravel() - t.mean()
+    return t / (np.linalg.norm(t) or 1.0)
+
+
 def _mirror_twins(textures: set[str]) -> set[tuple[str, str]]:
     """The pairs (a, b) of distinct textures where ``a`` mirrored left to right is ``b`` at some phase
     (correlation above 0.9) at a fine, a middle or a coarse period, on a 72-px canvas."""
     size, found = 72, set()
-
-    def unit(t: np.ndarray) -> np.ndarray:
-        t = t.ravel() - t.mean()
-        return t / (np.linalg.norm(t) or 1.0)
-
     for period in (3.0, 6.0, 12.0):
-        mirrored = {a: unit(np.fliplr(tiny._texture(a, period, 1.3, size / 2, size / 2, size))) for a in textures}
+        mirrored = {a: _unit(np.fliplr(tiny._texture(a, period, 1.3, size / 2, size / 2, size))) for a in textures}
         for b in textures:
-            phases = np.stack([unit(tiny._texture(b, period, ph, size / 2, size / 2, size))
+            phases = np.stack([_unit(tiny._texture(b, period, ph, size / 2, size / 2, size))
                                for ph in np.linspace(0, period, 41)])
             found |= {(a, b) for a, m in mirrored.items() if a != b and (phases @ m).max() > 0.9}
     return found
@@ -362,14 +363,12 @@ def _mirror_is_a_shift(kind: str, period: float = 12.0, size: int = 72) -> bool:
     """Whether ``kind`` mirrored left to right is the same texture moved by whole pixels (correlation above 0.9
     over a 72-px window, shifts up to a period each way): the same class under the training's flips."""
     big = tiny._texture(kind, period, 0.0, size, size, 2 * size)  # centred on a canvas twice the side
-    mirrored = np.fliplr(big)[size // 2: size // 2 + size, size // 2: size // 2 + size].ravel()
-    mirrored = (mirrored - mirrored.mean()) / (np.linalg.norm(mirrored - mirrored.mean()) or 1.0)
+    mirrored = _unit(np.fliplr(big)[size // 2: size // 2 + size, size // 2: size // 2 + size])
     p, best = int(period), -1.0
     for dy in range(-p, p + 1):
         for dx in range(-p, p + 1):
-            w = big[size // 2 + dy: size // 2 + dy + size, size // 2 + dx: size // 2 + dx + size].ravel()
-            w = w - w.mean()
-            best = max(best, float(mirrored @ w / (np.linalg.norm(w) or 1.0)))
+            w = big[size // 2 + dy: size // 2 + dy + size, size // 2 + dx: size // 2 + dx + size]
+            best = max(best, float(mirrored @ _unit(w)))
     return best > 0.9
 
 
