@@ -88,8 +88,9 @@ def _reproduce(session: nox.Session, table: int, default_profile: str = "smoke")
     profile = args[args.index("--profile") + 1]
     results = args[args.index("--results") + 1] if "--results" in args else f"results/{profile}"
     session.run(python, "-m", "repro", "run-table", str(table), *args, external=True)
+    target = ["--target", args[args.index("--target") + 1]] if "--target" in args else []
     session.run(python, "-m", "tables", "render", "--table", str(table), "--profile", profile, "--results", results,
-                "--format", "all", external=True)
+                "--format", "all", *target, external=True)
 
 
 @nox.session

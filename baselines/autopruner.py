@@ -15,8 +15,9 @@ next stage from the smaller network; the last block of the network is not pruned
 after each stage (not within one: an interrupted stage starts again). Then the pipeline fine-tunes
 (``retrain = "finetune"``).
 
-``r`` is the largest keep ratio, one for every gated layer, that meets the column's budget (their 0.5 and 0.3
-models keep half and 30%). Departures: their code also bumps ``alpha`` when the codes are slow to binarize
+``r`` is the cell's published rate (their ``--compression_rate`` 0.5 and 0.3, the fraction of channels kept,
+in Table 3's 2G and 1G cells), or at a column's header the largest keep ratio, one for every gated layer, that
+meets its budget. Departures: their code also bumps ``alpha`` when the codes are slow to binarize
 (not reproduced: the linear schedule alone); their channel counts are whatever the binarized codes say
 (close to ``r`` in their logs), ours exactly ``r``'s so the budget is met.
 """

@@ -3,9 +3,11 @@
 
 From the trained full network (``ctx.reference``), the first two convolutions of every bottleneck are
 pruned one after another (``repro.train.reconstruct.prune_layerwise``) to the one keep ratio that meets the
-column's budget. For each, at sampled positions of sub-train images, the reading layer's input patches come
-from the network pruned so far and its outputs from the *original* network, so each step also corrects the
-error the earlier steps accumulated. Two steps per layer:
+cell's budget: in Table 3, CP's published 2x speed-up (half the full network's MACs; their README's ResNet-50
+"2x", whose released pruned model has per-block widths, not one ratio), or the column's header. For each, at
+sampled positions of sub-train images, the reading layer's input patches come from the network pruned so far
+and its outputs from the *original* network, so each step also corrects the error the earlier steps
+accumulated. Two steps per layer:
 
 1. **Channel selection by LASSO**: each input channel's contribution to every output (its patch times its
    weights, the weights scaled to unit norm) is a column; a LASSO regression of the outputs on those

@@ -9,8 +9,9 @@ the next epoch's updates may bring them back, and the next zeroing picks the sma
 end up pruned is decided during training. At the end the zeroed filters are removed for real
 (``select_channels``) and the pipeline fine-tunes the smaller network (``retrain = "finetune"``).
 
-Pruned: the outputs of the first two convolutions of every bottleneck, all at one keep ratio, the largest that
-meets the column's budget (their "30%" prunes 30% of the filters, a keep ratio of 0.7). Departures: their code
+Pruned: the outputs of the first two convolutions of every bottleneck, all at one keep ratio: the cell's
+published rate (their "30%" prunes 30% of the filters, ``--rate 0.7`` keeps 70%; Table 3's 3G cell), or at a
+column's header the largest that meets its budget. Departures: their code
 also zeroes the stem's and every bottleneck's third convolution's filters; those widths feed the residual
 stream, which our networks cannot narrow per block, so zeroing them would cost accuracy without removing MACs.
 Like their code, only the convolution weights are zeroed (the BatchNorm after a zeroed filter still adds its

@@ -2,8 +2,9 @@
 ICCV 2017; public code Roll920/ThiNet) as a ``Method``: ``thinet``, variant *Channel*, for ResNet-50.
 
 From the trained full network (``ctx.reference``), the first two convolutions of every bottleneck are
-pruned one after another (``repro.train.reconstruct.prune_layerwise``), all to one keep ratio: the largest
-that meets the column's budget (ThiNet-70 / 50 / 30 keep 70 / 50 / 30% of those channels). A layer's
+pruned one after another (``repro.train.reconstruct.prune_layerwise``), all to one keep ratio: the cell's
+published rate (Table 3's ThiNet-70 / 50 / 30 keep 70 / 50 / 30% of those channels, their ``compress_rate``;
+``tables/reported/operating_points.csv``), or at a column's header the largest that meets its budget. A layer's
 channels are chosen by what the *next* layer computes from them: at sampled positions of sub-train images
 and a random output channel of the next layer each, every input channel's contribution to that output is
 a number; ThiNet removes, greedily, the channel whose removal adds least to the squared sum of the removed

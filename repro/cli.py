@@ -95,7 +95,7 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
         from repro.data.manifest import read_manifest
 
         data = prepare_data(profile, quiet=args.quiet) if read_manifest(data_folder(profile)) else None
-        for i, st in enumerate(statuses(args.table, profile, data, results, args.all_cells)):
+        for i, st in enumerate(statuses(args.table, profile, data, results, args.all_cells, args.target)):
             print(f"{i:3d}  {st.key or '(data not prepared)':16}  {st.cell.label:56}  {st.status}"
                   f"{'' if len(profile.seeds) == 1 else f' seed {st.seed}'}")
         return 0
@@ -105,7 +105,7 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
         share_cores(args.jobs)  # refuses a count the machine cannot give before any work
     data = prepare_data(profile, quiet=args.quiet)
     counts = run_table(args.table, profile, data, results, args.all_cells, quiet=args.quiet, methods=args.method,
-                       jobs=args.jobs)
+                       jobs=args.jobs, target=args.target)
     if not is_main():
         return 1 if counts["failed"] else 0
     print(f"table {args.table} on {profile.name}: {counts['ran']} ran, {counts['cached']} already done, "
@@ -132,7 +132,7 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
             raise ValueError(f"--table/--index name the whole cell; drop {', '.join(ignored)} (or drop --table and "
                              f"--index and name the cell by --method --variant --family and its limit)")
         data = prepare_data(profile, quiet=args.quiet)
-        listed = statuses(args.table, profile, data, results, args.all_cells)
+        listed = statuses(args.table, profile, data, results, args.all_cells, args.target)
         if not 0 <= args.index < len(listed):
             raise ValueError(f"--index {args.index} is outside 0..{len(listed) - 1} for table {args.table}")
         st = listed[args.index]
@@ -291,6 +291,13 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_target_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", choices=("published", "header"), default="published",
+                   help="each baseline cell at its published operating point (the FLOPs the paper printed for it, "
+                        "or its rate: tables/reported/operating_points.csv; default), or every cell at its "
+                        "column's header (the comparison made before operating points)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m repro", description="Architecture hyperparameter "
                                 "optimization reproduction suite.")
@@ -310,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--method", action="append", help="run only this method's rows (repeat for several)")
     t.add_argument("--jobs", type=int, help="cells run at once, each in its own process on its own cores "
                    "(default: one per core on a CPU machine, memory allowing; 1 with a GPU)")
+    _add_target_arg(t)
     _add_profile_args(t)
     t.set_defaults(func=_run_table)
 
@@ -326,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument("--gpu-latency", type=float, metavar="W",
                        help="GPU-latency limit: the uniform Channel reference at width W (e.g. 0.75)")
     c.add_argument("--seed", type=int, help="the seed (default: 0, or with --table/--index the listed cell's)")
+    _add_target_arg(c)
     _add_profile_args(c)
     c.set_defaults(func=_run_cell)
 

@@ -4,12 +4,18 @@
 multiplier of the uniform *Channel* reference (``repro.reference``) whose latency, measured in the same run on
 the same device, is the budget (met when the ratio is <= 1). ``repro.cost.budget.make_budget`` turns a
 constraint into the cost function the searches call.
+
+A cell also has a ``Target``, its *operating point*: what its method aims at inside the column. The uniform
+rows and the paper's method aim at the column's header (their printed FLOPs are outcomes); a baseline run
+under a FLOPs budget aims at the FLOPs the paper printed for it (AMC's 281M in the 330M column); a baseline
+run at a published rate applies that rate (ThiNet-70 keeps 70% of the channels it prunes) or speed-up (CP
+2x). ``tables/reported/operating_points.csv`` says which, per cell.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from repro.cost.flops import format_macs
 
@@ -47,3 +53,70 @@ class Constraint:
 
     def to_dict(self) -> dict[str, float | str]:
         return {"kind": self.kind, "limit": self.limit}
+
+
+TARGET_KINDS = ("header", "flops", "rate", "speedup")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A cell's operating point. ``header``: the column's constraint (``value`` None); ``flops``: a FLOPs budget
+    in MACs (the paper's printed figure for the row); ``rate``: the fraction of the channels a pruning method
+    prunes that it keeps (ThiNet-70: 0.7); ``speedup``: the full network's MACs over the budget's (CP 2x: 2).
+    ``source`` says where the value comes from (shown in tables and records)."""
+
+    kind: Literal["header", "flops", "rate", "speedup"] = "header"
+    value: float | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise ValueError(f"target kind={self.kind!r} is not known; allowed: {', '.join(TARGET_KINDS)}")
+        if self.kind == "header":
+            if self.value is not None:
+                raise ValueError(f"a header target takes no value (got {self.value!r}): the column's limit is it")
+        elif self.value is None or not self.value > 0:
+            raise ValueError(f"target {self.kind} needs a positive value, got {self.value!r}")
+        elif self.kind == "rate" and not self.value <= 1:
+            raise ValueError(f"target rate={self.value!r} is the fraction of channels kept: within (0, 1]")
+        elif self.kind == "speedup" and not self.value >= 1:
+            raise ValueError(f"target speedup={self.value!r} is the full network's MACs over the budget's: at least 1")
+
+    @property
+    def is_header(self) -> bool:
+        return self.kind == "header"
+
+    def constraint(self, header: Constraint, full_macs: float) -> Constraint:
+        """The constraint the search runs under: the FLOPs budget of a ``flops`` or ``speedup`` target
+        (``full_macs``: the family's full network), else the column's (a rate method applies its rate and
+        never needs a budget)."""
+        if self.kind == "flops":
+            return Constraint("flops", float(self.value))
+        if self.kind == "speedup":
+            return Constraint("flops", full_macs / float(self.value))
+        return header
+
+    def label(self) -> str:
+        if self.kind == "header":
+            return "the column's header"
+        if self.kind == "flops":
+            v = float(self.value)
+            return f"{v / 1e9:.3g}G" if v >= 1e9 else f"{v / 1e6:.3g}M"
+        if self.kind == "rate":
+            return f"keep rate {self.value:g}"
+        return f"{self.value:g}x speed-up"
+
+    def to_dict(self) -> dict[str, Any] | None:
+        """As a record and a key hold it; None for the header (the records made before targets existed)."""
+        return None if self.is_header else {"kind": self.kind, "value": self.value, "source": self.source}
+
+    def key(self) -> dict[str, Any] | None:
+        """What a cell's and a search's key hold: kind and value (the source's wording changes no result)."""
+        return None if self.is_header else {"kind": self.kind, "value": self.value}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Target:
+        return cls() if d is None else cls(d["kind"], d.get("value"), d.get("source", ""))
+
+
+HEADER = Target()  # the column's header: every uniform row and the paper's method, and any cell by default

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Typ
 from repro.arch import ArchConfig
 from repro.atomic import atomic_write_bytes, atomic_write_text
 from repro.config import ConfigError, from_mapping, require_families, to_mapping
-from repro.constraint import Constraint
+from repro.constraint import HEADER, Constraint, Target
 from repro.cost.budget import Budget
 from repro.dataset import PreparedData
 from repro.keys import input_key
@@ -151,7 +151,7 @@ class Context(Generic[C]):
 
     family: str
     variant: str
-    constraint: Constraint
+    constraint: Constraint  # what the search must meet: the column's, or its FLOPs target's (``Target``)
     config: C  # the method's typed settings (``Method.config_type``), its family's changes merged in
     budget: Budget  # the constraint as a cost function and limit
     store: SearchStore
@@ -163,6 +163,9 @@ class Context(Generic[C]):
     device: torch.device | None = None
     log: Callable[[str], None] = print
     quiet: bool = False
+    # the cell's operating point: a pruning method published at a rate applies ``target.value`` (a FLOPs or
+    # speed-up target is already the constraint and budget above)
+    target: Target = HEADER
 
     @property
     def recipe(self) -> TrainConfig:
@@ -188,6 +191,9 @@ class Method(Generic[C]):
     # what this build of the method handles; the runner reports other cells as "not available"
     families: ClassVar[tuple[str, ...]] = ("mobilenet_v1", "mobilenet_v2", "resnet50")
     constraint_kinds: ClassVar[tuple[str, ...]] = ("flops",)
+    # the operating points it can run at (``repro.constraint.Target``): a FLOPs budget (the header, a printed
+    # figure, a speed-up) for every method; a keep rate only for the methods published at one
+    target_kinds: ClassVar[tuple[str, ...]] = ("header", "flops", "speedup")
     # the dataclass that types this method's ``methods.<name>`` entry (None: the entry is used as written)
     config_type: ClassVar[type | None] = None
     # whether ``search`` runs under torchrun with several processes (the others are refused there)
@@ -255,12 +261,16 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def search_key(method: str, variant: str, family: str, constraint: Constraint, settings: Any, profile: Profile,
-               seed: int, data: PreparedData, latency_device: dict[str, Any] | None = None) -> str:
+               seed: int, data: PreparedData, latency_device: dict[str, Any] | None = None,
+               target: Target = HEADER) -> str:
     """The key of a search: the method and every input its result depends on: the cell (variant, family,
     constraint), the method's resolved settings, the family's recipe (what a reference network is trained
     with, and the paper's method's schedule), how images are decoded, the data's identity, the seed, and for a
-    latency constraint the device and its measurement settings (``repro.cost.latency.device_key``)."""
+    latency constraint the device and its measurement settings (``repro.cost.latency.device_key``), and an
+    operating point other than the header (a header's key is the one it had before targets existed)."""
     extra = {} if latency_device is None else {"latency": latency_device}
+    if not target.is_header:
+        extra["target"] = target.key()
     return input_key(kind="search", method=method, variant=variant, family=family, constraint=constraint.to_dict(),
                      config=settings, recipe=to_mapping(profile.train_for(family)), decode=profile.data.decode,
                      data=data.identity(), seed=seed, **extra)

@@ -24,7 +24,7 @@ from typing import Any
 from data_prep.tiny import variant
 from repro.arch import ArchConfig
 from repro.config import to_mapping
-from repro.constraint import Constraint
+from repro.constraint import HEADER, Constraint, Target
 from repro.cost.budget import make_budget
 from repro.cost.flops import count_macs, count_macs_scaled, count_params
 from repro.cost.latency import (
@@ -224,7 +224,7 @@ class PipelineShared:
 
 
 def cell_key(method: str, variant: str, family: str, constraint: Constraint, profile: Profile, seed: int,
-             data: PreparedData) -> str:
+             data: PreparedData, target: Target = HEADER) -> str:
     settings = to_mapping(profile)
     # where the data lies and how many loader workers read it do not change a result
     # nor how it was made: the data's identity (its files and split) stands for its content
@@ -242,39 +242,45 @@ def cell_key(method: str, variant: str, family: str, constraint: Constraint, pro
     own = (registry[method]().settings(profile.methods, family) if method in registry
            else entry_for_family(settings["methods"].get(method), f"methods.{method}", family))
     settings["methods"] = {} if own is None else {method: to_mapping(own)}
+    # an operating point other than the header is another cell (a header's key is the one it always had)
+    extra = {} if target.is_header else {"target": target.key()}
     return input_key(kind="cell", method=method, variant=variant, family=family, constraint=constraint.to_dict(),
-                     profile=settings, seed=seed, data=data.identity())
+                     profile=settings, seed=seed, data=data.identity(), **extra)
 
 
 def run_cell(method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile,
              seed: int, data: PreparedData, results: Path, device: Any = None,
-             log: Callable[[str], None] = print, quiet: bool = False) -> tuple[RunRecord, bool]:
+             log: Callable[[str], None] = print, quiet: bool = False,
+             target: Target = HEADER) -> tuple[RunRecord, bool]:
     """The cell's record, and whether this call produced it (False: it existed already, or another process
-    made it while this one waited for the cell's lock)."""
+    made it while this one waited for the cell's lock). ``constraint`` is the column's; ``target`` the cell's
+    operating point (``repro.constraint.Target``), the header unless given."""
     records = Path(results) / RECORDS
-    key = cell_key(method_name, variant, family, constraint, profile, seed, data)
+    key = cell_key(method_name, variant, family, constraint, profile, seed, data, target)
     existing = find_record(records, key)
     if existing is not None:
         return existing, False
     what = f"cell {method_name} {variant} {family} {constraint.label()} seed {seed}"
+    if not target.is_header:
+        what += f" at {target.label()}"
     with _locked(Path(results), f"cell-{key}", what, log):
         existing = _found_by_all(records, key)
         if existing is not None:
             return existing, False
         return _run_cell(key, method_name, variant, family, constraint, profile, seed, data, Path(results), device,
-                         log, quiet), True
+                         log, quiet, target), True
 
 
 def _run_cell(key: str, method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile,
               seed: int, data: PreparedData, results: Path, device: Any, log: Callable[[str], None],
-              quiet: bool) -> RunRecord:
+              quiet: bool, target: Target) -> RunRecord:
     records = results / RECORDS
     check_methods(profile)
     method = get_method(method_name)
-    check_cell(method, variant, family, constraint)
+    check_cell(method, variant, family, constraint, target)
     table = open_table(profile.latency, constraint.kind) if constraint.is_latency else None  # NotRunHere
     found = search(method, variant, family, constraint, profile, seed, data, Path(results), table, device, log,
-                   quiet)
+                   quiet, target)
     if table is not None:
         _save_table(table, log)
     retrain = retrain_arch(found.arch, method.retrain, found.weights, profile, seed, data, Path(results), device,
@@ -289,7 +295,7 @@ def _run_cell(key: str, method_name: str, variant: str, family: str, constraint:
         top1=retrain.top1, top5=retrain.top5, epochs=retrain.epochs, search_seconds=found.seconds,
         retrain_seconds=retrain.retrain_seconds, retrain_protocol=method.retrain,
         artifacts={"retrain": retrain.key}, environment=environment(), created=now(),
-        extra={"search": found.info}, latency=latency,
+        extra={"search": found.info}, latency=latency, target=_target_record(target, constraint, family),
     )
     if is_main():
         write_record(records, record)
@@ -297,14 +303,36 @@ def _run_cell(key: str, method_name: str, variant: str, family: str, constraint:
     return record
 
 
-def check_cell(method: Method, variant: str, family: str, constraint: Constraint) -> None:
-    """Refuse a cell the method does not handle (its variants, families and constraint kinds), naming them."""
+def check_cell(method: Method, variant: str, family: str, constraint: Constraint, target: Target = HEADER) -> None:
+    """Refuse a cell the method does not handle (its variants, families, constraint kinds and target kinds),
+    naming them."""
     method.check(variant)
     if family not in method.families:
         raise ValueError(f"method {method.name!r} is not built for {family}; it handles: {', '.join(method.families)}")
     if constraint.kind not in method.constraint_kinds:
         raise ValueError(f"method {method.name!r} has no {constraint.kind} form; it runs under: "
                          f"{', '.join(method.constraint_kinds)}")
+    if target.is_header:
+        return
+    if constraint.is_latency:
+        raise ValueError(f"a {constraint.kind} cell runs at its header: target {target.label()} is for FLOPs columns")
+    if target.kind not in method.target_kinds:
+        raise ValueError(f"method {method.name!r} cannot run at a {target.kind} target ({target.label()}); it "
+                         f"takes: {', '.join(method.target_kinds)}")
+
+
+def full_macs(family: str) -> int:
+    """The MACs of the family's full network at ImageNet geometry (what a speed-up target divides)."""
+    return count_macs(ArchConfig.canonical(family))
+
+
+def _target_record(target: Target, constraint: Constraint, family: str) -> dict[str, Any] | None:
+    """The record's ``target``: None for the header; else kind, value, source and the MACs the search met
+    (a FLOPs or speed-up target; None for a rate)."""
+    if target.is_header:
+        return None
+    searched = target.constraint(constraint, full_macs(family))
+    return {**target.to_dict(), "macs": None if target.kind == "rate" else searched.limit}
 
 
 def check_feasible(method: Method, variant: str, family: str, constraint: Constraint, profile: Profile) -> None:
@@ -322,14 +350,17 @@ def check_feasible(method: Method, variant: str, family: str, constraint: Constr
 
 def search(method: Method, variant: str, family: str, constraint: Constraint, profile: Profile, seed: int,
            data: PreparedData, results: Path, table: LatencyTable | None = None, device: Any = None,
-           log: Callable[[str], None] = print, quiet: bool = False) -> SearchResult:
+           log: Callable[[str], None] = print, quiet: bool = False, target: Target = HEADER) -> SearchResult:
     """A method's search for one cell, done once: the search's key names every input; a finished search's
     result is returned as it was (with the time it took then); otherwise the method runs (in one process
     unless it is ``distributed``), with every random generator seeded from ``seed``, timed, and its result is
-    written under ``<results>/searches/<key>/``."""
+    written under ``<results>/searches/<key>/``. ``constraint`` is the column's; the search runs under
+    ``target``'s (a FLOPs or speed-up target's budget, else the column's)."""
     cfg = method.config(profile.methods, family)
     latency = device_key(profile.latency.settings_for(constraint.kind)) if constraint.is_latency else None
-    key = search_key(method.name, variant, family, constraint, to_mapping(cfg), profile, seed, data, latency)
+    key = search_key(method.name, variant, family, constraint, to_mapping(cfg), profile, seed, data, latency,
+                     target)
+    constraint = target.constraint(constraint, full_macs(family))
     store = SearchStore(results / SEARCHES, key)
     found = store.load(log)
     if found is not None:
@@ -341,7 +372,7 @@ def search(method: Method, variant: str, family: str, constraint: Constraint, pr
     budget = make_budget(constraint, family, table)
     seed_everything(seed)  # a search's random draws follow from its seed, not from what ran before it here
     ctx = Context(family, variant, constraint, cfg, budget, store, profile, seed, data,
-                  PipelineShared(profile, seed, data, results, device, log), results, device, log, quiet)
+                  PipelineShared(profile, seed, data, results, device, log), results, device, log, quiet, target)
     start = time.perf_counter()
     found = method.search(ctx)
     seconds = time.perf_counter() - start if found.seconds is None else found.seconds

@@ -32,7 +32,7 @@ class RunRecord:
     method: str
     variant: str
     family: str
-    constraint: dict[str, Any]  # Constraint as a mapping: kind, limit
+    constraint: dict[str, Any]  # Constraint as a mapping: kind, limit (the table column's)
     arch: dict[str, Any]  # ArchConfig.to_dict()
     profile: str
     profile_config: dict[str, Any]  # the resolved profile
@@ -51,6 +51,9 @@ class RunRecord:
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> key of shared artifacts used
     environment: dict[str, Any] = field(default_factory=dict)  # code version, library versions, hardware
     extra: dict[str, Any] = field(default_factory=dict)  # method- or artifact-specific details
+    # the cell's operating point (``repro.constraint.Target.to_dict``): kind, value, source, and for a FLOPs
+    # target the MACs the search had to meet; None: the column's header (and every record made before targets)
+    target: dict[str, Any] | None = None
     created: str = ""
     schema: int = SCHEMA_VERSION
     record_kind: str = RECORD_KIND
@@ -80,7 +83,7 @@ class RunRecord:
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(("key", "kind", "method", "variant", "family", "profile", "created"), (str,)),
     **dict.fromkeys(("constraint", "arch", "profile_config", "dataset", "artifacts", "environment", "extra",
-                     "latency"), (dict,)),
+                     "latency", "target"), (dict,)),
     **dict.fromkeys(("seed", "macs", "params", "epochs"), (int,)),
     **dict.fromkeys(("macs_scaled", "top1", "top5", "search_seconds", "retrain_seconds"), (int, float)),
 }

@@ -55,17 +55,21 @@ def blocked_reason(cell: Cell) -> str | None:
         return f"method {cell.method!r} is not built for {cell.family} yet"
     if cell.constraint.kind not in method.constraint_kinds:
         return f"method {cell.method!r} has no {cell.constraint.kind.replace('_', ' ')}-constrained form yet"
+    if cell.target.kind not in method.target_kinds:
+        return f"method {cell.method!r} cannot run at a {cell.target.kind} target ({cell.target.label()})"
     return None
 
 
 def statuses(table: int, profile: Profile, data: PreparedData | None, results: Path,
-             all_cells: bool = False) -> list[CellStatus]:
+             all_cells: bool = False, target: str = "published") -> list[CellStatus]:
+    """Every cell of ``table`` (at its operating point, or at its header with ``target="header"``) and seed of
+    the profile, with its key and whether its record exists."""
     out = []
-    for cell in table_cells(table, all_cells):
+    for cell in table_cells(table, all_cells, target):
         for seed in profile.seeds:
             why = blocked_reason(cell)
             key = None if data is None else cell_key(cell.method, cell.variant, cell.family, cell.constraint,
-                                                     profile, seed, data)
+                                                     profile, seed, data, cell.target)
             record = None if key is None else find_record(results / "records", key)
             status = "done" if record else (f"not available: {why}" if why else "pending")
             out.append(CellStatus(cell, seed, key, status, record))
@@ -76,7 +80,7 @@ def run_one(st: CellStatus, profile: Profile, data: PreparedData, results: Path,
             quiet: bool = False) -> tuple[RunRecord, bool]:
     c = st.cell
     return run_cell(c.method, c.variant, c.family, c.constraint, profile, st.seed, data, results, log=log,
-                    quiet=quiet)
+                    quiet=quiet, target=c.target)
 
 
 def cores() -> list[int]:
@@ -108,11 +112,12 @@ def share_cores(jobs: int, mine: list[int] | None = None) -> list[list[int]]:
 
 def run_table(table: int, profile: Profile, data: PreparedData, results: Path, all_cells: bool = False,
               log: Callable[[str], None] = print, quiet: bool = False,
-              methods: list[str] | None = None, jobs: int | None = 1) -> dict[str, int]:
-    """Run every runnable cell (of ``methods`` only, when given) in ``jobs`` processes (None: ``default_jobs``);
-    a failing cell is reported and the others go on. Returns counts."""
+              methods: list[str] | None = None, jobs: int | None = 1, target: str = "published") -> dict[str, int]:
+    """Run every runnable cell (of ``methods`` only, when given) in ``jobs`` processes (None: ``default_jobs``),
+    each at its operating point (``target="header"``: at its column's header); a failing cell is reported and
+    the others go on. Returns counts."""
     counts = {"ran": 0, "cached": 0, "failed": 0, "not available": 0}
-    todo = statuses(table, profile, data, results, all_cells)
+    todo = statuses(table, profile, data, results, all_cells, target)
     if methods:
         known = {st.cell.method for st in todo}
         unknown = sorted(set(methods) - known)
@@ -170,7 +175,7 @@ def estimate(pending: list[CellStatus], profile: Profile, results: Path, jobs: i
     for st in pending:
         c = st.cell
         same = [r for r in earlier if (r.method, r.variant, r.family) == (c.method, c.variant, c.family)
-                and r.constraint == c.constraint.to_dict()]
+                and r.constraint == c.constraint.to_dict() and r.target == c.target.to_dict()]
         like = same or [r for r in earlier if (r.method, r.family) == (c.method, c.family)]
         if like:
             total += sum(map(seconds, like)) / len(like)

@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--latency-tol", type=float, default=0.0,
                    help="allowed latency ratio above 1 (default 0: at most the reference)")
     r.add_argument("--skip-bad", action="store_true", help="render the other records when some are malformed")
+    r.add_argument("--target", choices=("published", "header"), default="published",
+                   help="show each cell's records at its operating point (default) or the records run at the "
+                        "column headers (run-table --target header)")
     a = p.parse_args(argv)
     for name in ("flops_tol", "acc_tol", "latency_tol"):
         value = getattr(a, name)
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         view = build_view(a.table, results / "records", a.profile,
-                          Tolerances(a.flops_tol, a.acc_tol, a.latency_tol), skip_bad=a.skip_bad)
+                          Tolerances(a.flops_tol, a.acc_tol, a.latency_tol), skip_bad=a.skip_bad, target=a.target)
     except RecordError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,11 @@ to read another folder) whose method, variant, family and constraint are the cel
 * FLOPs (MACs, in the table's convention, printed with the table): *match* when ours lies in the reported
   figure's tolerance (the wider of ``flops_rel`` and half a unit of its last printed digit: "1.1G" covers
   [1.05G, 1.15G)), else *outside*; a searched row (any method but the uniform baselines) also says
-  *meets constraint* or *over constraint* against the column's limit.
+  *meets constraint* or *over constraint* against the column's limit, or, for a cell run at another operating
+  point (``tables.spec.cell_target``: the FLOPs the paper printed for a baseline, its published rate or
+  speed-up), *meets target* or *over target* against that point (a rate: the keep ratio the search
+  applied), the header shown beside it for reference. ``target="header"`` renders the records run at the
+  headers instead (``--target header``); a cell shows only the records of its own operating point.
 * Top-1: compared only for records of the ``imagenet`` profile (*match* within ``acc_points``, else
   *outside*); any other profile's number is shown marked *proxy*, without a verdict.
 * Latency: *meets constraint* when our ratio to the same run's reference is at most 1 + ``latency_rel``,
@@ -33,11 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro.constraint import HEADER, Target
 from repro.cost.flops import format_macs, reported_tolerance
 from repro.results import RecordError, load_records
 from repro.stats import t_half_width
 from tables.reported import ReportedCell, load_reported
-from tables.spec import FAMILY_OF_TABLE, column_constraint, row_spec, table_cells
+from tables.spec import FAMILY_OF_TABLE, cell_target, column_constraint, row_spec, table_cells
 
 SUBTABLE_TITLES = {"flops": "Under FLOPs constraints", "gpu_latency": "Under GPU latency constraints",
                    "cpu_latency": "Under CPU latency constraints"}
@@ -45,8 +50,8 @@ METRIC_NAMES = {"top1": "Top-1", "flops": "FLOPs", "latency": "Latency", "optimi
 # which MAC convention the FLOPs verdicts use (see repro/cost/flops.py): the paper's input-image rows only fit
 # the scaled convention MACs(224) * (r / 224)^2
 CONVENTION = "scaled"
-VERDICTS = ("match", "outside", "meets constraint", "over constraint", "proxy", "not run", "not run here",
-            "not reported")
+VERDICTS = ("match", "outside", "meets constraint", "over constraint", "meets target", "over target", "proxy",
+            "not run", "not run here", "not reported")
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class Row:
     metrics: dict[str, MetricCell] = field(default_factory=dict)
     planned: bool = False  # one of the cells ``run-table`` runs by default (``tables.spec.table_cells``)
     baseline: bool = False  # a uniform row (``tables/reported/rows.csv``): no constraint verdict of its own
+    target: Target = HEADER  # the cell's operating point (``tables.spec.cell_target``)
 
 
 @dataclass
@@ -124,6 +130,7 @@ class TableView:
         c = self.counts()
         return (f"Table {self.table} on {self.profile}: {c['match']} match, {c['outside']} outside tolerance, "
                 f"{c['meets constraint']} meet and {c['over constraint']} exceed their constraint, "
+                f"{c['meets target']} meet and {c['over target']} miss their operating point, "
                 f"{c['proxy']} proxy, {c['not run']} not run, {c['not run here']} not run here, "
                 f"{c['not reported']} not reported by the paper or us")
 
@@ -197,6 +204,15 @@ def _same_constraint(record: dict, want: dict) -> bool:
                                                             rel_tol=1e-9)
 
 
+def _same_target(record: dict, target: Target) -> bool:
+    """Whether a record was run at ``target`` (a record without one was run at its header)."""
+    got = record.get("target")
+    if got is None or target.is_header:
+        return got is None and target.is_header
+    return got.get("kind") == target.kind and math.isclose(float(got.get("value", math.nan)), float(target.value),
+                                                           rel_tol=1e-9)
+
+
 def _mean_ci(values: list[float], digits: int, suffix: str = "") -> str:
     """One value as it is; several as mean ± the half-width of the 95% t-interval of the mean (n)."""
     if len(values) == 1:
@@ -218,9 +234,10 @@ def _paper_latency_ratio(reported: list[ReportedCell], cell: ReportedCell) -> fl
 
 
 def build_view(table: int, records_dir: Path | None, profile: str, tol: Tolerances = Tolerances(),
-               skip_bad: bool = False, gpu: bool | None = None) -> TableView:
+               skip_bad: bool = False, gpu: bool | None = None, target: str = "published") -> TableView:
     """Join the paper's cells of ``table`` with the records in ``records_dir`` (may be missing). ``gpu``: whether
-    the records' machines had a GPU (None: read from the records)."""
+    the records' machines had a GPU (None: read from the records). ``target``: show each cell's records at its
+    operating point (``"published"``) or at its column's header (``"header"``)."""
     if table not in FAMILY_OF_TABLE:
         raise ValueError(f"table={table} is not one of the paper's tables ({', '.join(map(str, FAMILY_OF_TABLE))})")
     family = FAMILY_OF_TABLE[table]
@@ -238,7 +255,7 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
                           f"{profile!r}: pass --profile {profiles[0]}")
     records = [r for r in records if r.get("profile") == profile]
     reported = [c for c in load_reported() if c.table == table]
-    planned = {(c.subtable, c.group, c.row, c.column) for c in table_cells(table)}
+    planned = {(c.subtable, c.group, c.row, c.column) for c in table_cells(table, target=target)}
     planned_rows = {key[:3] for key in planned}  # a row's optimization time: planned with its cells
     rows: dict[tuple[str, str, str, str], Row] = {}
     shown: dict[str, dict] = {}  # the records the cells show, by key
@@ -248,7 +265,8 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
             spec = row_spec(table, c.subtable, c.group, c.row)
             rows[key] = Row(table, c.subtable, c.group, c.row, c.column, spec.method, spec.variant,
                             baseline=spec.baseline, planned=key in planned or (c.metric == "optimization_time"
-                                                       and key[:3] in planned_rows))
+                                                       and key[:3] in planned_rows),
+                            target=cell_target(table, c.subtable, c.row, c.column, target))
         row = rows[key]
         if c.metric == "optimization_time":  # the row's whole cost: every record of its sub-table
             want = {"kind": c.subtable, "limit": math.nan}
@@ -257,7 +275,7 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
         else:
             want = column_constraint(c.subtable, c.column).to_dict()
             mine = [r for r in records if r["method"] == row.method and r["variant"] == row.variant
-                    and _same_constraint(r, want)]
+                    and _same_constraint(r, want) and _same_target(r, row.target)]
         mine, others = _one_recipe(mine)
         if others and c.metric != "optimization_time":
             note = (f"{others} record(s) of {row.row} ({row.method}) at {row.column} left out: another recipe than "
@@ -302,14 +320,19 @@ def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: 
         else:
             lo, hi = reported_tolerance(c.reported, tol.flops_rel)
             verdicts.append("match" if lo <= ours < hi else "outside")
-        meeting = sum(v <= constraint["limit"] for v in values)
+        meeting, goal = _meeting(row, mine, values, constraint)
         if not row.baseline:
-            verdicts.append("meets constraint" if meeting == len(values) else "over constraint")
+            if row.target.is_header:
+                verdicts.append("meets constraint" if meeting == len(values) else "over constraint")
+            else:
+                verdicts.append("meets target" if meeting == len(values) else "over target")
         if len(values) == 1:
             text = format_macs(ours)
         else:  # seeds may end in other architectures: their spread, and how many meet the column's limit
             text = f"{format_macs(ours)} (mean; {format_macs(min(values))}–{format_macs(max(values))}, n={len(values)}"
-            text += ")" if row.baseline else f"; {meeting}/{len(values)} meet the constraint)"
+            text += ")" if row.baseline else f"; {meeting}/{len(values)} meet the {goal})"
+        if not row.target.is_header:
+            text += f" [target {row.target.label()}; header {row.column}]"
         return MetricCell("flops", paper, text, "; ".join(verdicts), c.value, ours, len(values), _half(values))
     if c.metric == "optimization_time":
         seconds = [(r.get("search_seconds") or 0.0) + (r.get("retrain_seconds") or 0.0) for r in mine]
@@ -333,6 +356,22 @@ def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: 
     text = f"{_mean_ci(ms, 3, ' ms')} on {', '.join(devices)} ({_mean_ci(ratios, 3)}x of reference)"
     return MetricCell("latency", paper, text, verdict, c.value, statistics.mean(ratios), len(measured),
                       _half(ratios))
+
+
+def _meeting(row: Row, mine: list[dict], values: list[float], constraint: dict) -> tuple[int, str]:
+    """How many of a cell's records meet what the cell aimed at, and its name: the column's limit (a header
+    target), a FLOPs target's MACs (the exact count of the record's network, as the search met it) or a
+    rate (the keep ratio the search applied)."""
+    target = row.target
+    if target.is_header:
+        return sum(v <= constraint["limit"] for v in values), "constraint"
+    if target.kind == "rate":
+        applied = [((r.get("extra") or {}).get("search") or {}).get("keep_ratio") for r in mine]
+        return sum(a is not None and math.isclose(float(a), float(target.value), rel_tol=1e-9) for a in applied), \
+            "rate"
+    limits = [float((r.get("target") or {}).get("macs") or math.inf) for r in mine]
+    return sum(float(r["macs"]) <= lim for r, lim in zip(mine, limits, strict=True) if r.get("macs") is not None), \
+        "target"
 
 
 def _device(record: dict) -> str:
@@ -414,7 +453,8 @@ _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$",
                 "±": r"$\pm$", "—": "---"}
 _TEX_MARKS = {"match": r"\checkmark", "outside": r"$\times$", "meets constraint": r"$\leq$",
-              "over constraint": r"$>$", "proxy": "p", "not run": "--", "not run here": "n/a", "not reported": ""}
+              "over constraint": r"$>$", "meets target": r"$\leq_t$", "over target": r"$>_t$",
+              "proxy": "p", "not run": "--", "not run here": "n/a", "not reported": ""}
 
 
 def _tex(s: str) -> str:
@@ -461,7 +501,8 @@ def to_latex(view: TableView) -> str:
         out += ["\\bottomrule", "\\end{tabular}",
                 f"\\caption{{Table {view.table}, {_tex(SUBTABLE_TITLES.get(sub, sub).lower())}: paper / ours "
                 f"({_tex(view.profile)} profile). \\checkmark{{}} match, $\\times$ outside tolerance, $\\leq$ meets "
-                f"and $>$ exceeds the constraint, p proxy (not ImageNet), -- not run, n/a not run here. "
+                f"and $>$ exceeds the constraint, $\\leq_t$ / $>_t$ meets / misses the cell's operating point, p proxy "
+                f"(not ImageNet), -- not run, n/a not run here. "
                 f"{_tex(view.tolerances.describe())}.}}",
                 f"\\label{{tab:repro-{view.table}-{sub.replace('_', '-')}}}", "\\end{table}", ""]
     out += [f"% released architecture: {n}" for n in view.notes]

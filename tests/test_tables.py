@@ -86,22 +86,24 @@ def test_reported_data_equals_tables_md_cell_by_cell():
 def _record(tmp: Path, method: str, variant: str, constraint, seed: int = 0, top1: float | None = 0.5,
             macs_scaled: float | None = None, profile: str = "smoke", family: str = "mobilenet_v1",
             latency: dict | None = None, name: str | None = None, profile_config: dict | None = None,
-            dataset: dict | None = None) -> None:
+            dataset: dict | None = None, target: dict | None = None, extra: dict | None = None) -> None:
     arch = ArchConfig.uniform(family, 0.5)
+    aim = "" if target is None else f"-{target['kind']}-{target['value']}"
     write_record(tmp, RunRecord(
-        key=name or f"{method}-{variant}-{constraint.kind}-{constraint.limit}-{seed}-{profile}", kind="cell",
+        key=name or f"{method}-{variant}-{constraint.kind}-{constraint.limit}{aim}-{seed}-{profile}", kind="cell",
         method=method, variant=variant, family=family, constraint=constraint.to_dict(), arch=arch.to_dict(),
         profile=profile, profile_config=profile_config or {}, dataset=dataset or {}, seed=seed,
         macs=None if macs_scaled is None else int(macs_scaled), macs_scaled=macs_scaled, top1=top1,
-        latency=latency))
+        latency=latency, target=target, extra=extra or {}))
 
 
 def _view(tmp: Path, profile: str = "smoke", gpu: bool = False, **tol):
     return build_view(1, tmp, profile, Tolerances(**tol), gpu=gpu)
 
 
-def _cell(view, subtable, row, column, metric):
-    return next(r for r in view.rows if (r.subtable, r.row, r.column) == (subtable, row, column)).metrics[metric]
+def _cell(view, subtable, row, column, metric, method=None):
+    return next(r for r in view.rows if (r.subtable, r.row, r.column) == (subtable, row, column)
+                and method in (None, r.method)).metrics[metric]
 
 
 def test_flops_match_is_half_open_at_the_tolerance_edges(tmp_path):
@@ -183,12 +185,53 @@ def test_missing_records_not_reported_cells_and_gpu_cells(tmp_path):
 
 def test_searched_rows_also_say_whether_they_meet_the_constraint(tmp_path):
     c150, c45 = column_constraint("flops", "150M"), column_constraint("flops", "45M")
+    _record(tmp_path, "proposed", "channel", c150, macs_scaled=145.5e6)  # the paper prints 145M
+    _record(tmp_path, "proposed", "channel", c45, macs_scaled=46e6)  # the paper prints 47.5M
+    view = _view(tmp_path)
+    assert _cell(view, "flops", "Channel", "150M", "flops", "proposed").verdict == "match; meets constraint"
+    assert _cell(view, "flops", "Channel", "45M", "flops", "proposed").verdict == "outside; over constraint"
+    assert parse_macs("45M") < 46e6
+    # a baseline run at its header (before operating points, or with --target header) shows in the header view
     _record(tmp_path, "metapruning", "channel", c150, macs_scaled=149.9e6)
     _record(tmp_path, "metapruning", "channel", c45, macs_scaled=46e6)
+    header = build_view(1, tmp_path, "smoke", gpu=False, target="header")
+    assert _cell(header, "flops", "MetaPruning", "150M", "flops").verdict == "match; meets constraint"
+    assert _cell(header, "flops", "MetaPruning", "45M", "flops").verdict == "outside; over constraint"
+    # and not at its operating point (the FLOPs the paper printed for it): that cell has not run
+    assert _cell(_view(tmp_path), "flops", "MetaPruning", "150M", "flops").verdict == "not run"
+
+
+def _aim(kind: str, value: float, macs: float | None) -> dict:
+    return {"kind": kind, "value": value, "source": "test", "macs": macs}
+
+
+def test_baselines_are_judged_against_their_operating_point(tmp_path):
+    """A baseline cell's FLOPs say whether the record meets the cell's target (the printed FLOPs of a budget
+    method, the keep ratio of a rate method), with the target and the header beside it; a record of another
+    target is not the cell's."""
+    c150, c45 = column_constraint("flops", "150M"), column_constraint("flops", "45M")
+    _record(tmp_path, "metapruning", "channel", c150, macs_scaled=148.9e6, target=_aim("flops", 149e6, 149e6))
+    _record(tmp_path, "metapruning", "channel", c45, macs_scaled=42e6, target=_aim("flops", 41.1e6, 41.1e6))
+    _record(tmp_path, "metapruning", "channel", c45, macs_scaled=40e6, target=_aim("flops", 40e6, 40e6))
     view = _view(tmp_path)
-    assert _cell(view, "flops", "MetaPruning", "150M", "flops").verdict == "match; meets constraint"
-    assert _cell(view, "flops", "MetaPruning", "45M", "flops").verdict == "outside; over constraint"
-    assert parse_macs("45M") < 46e6
+    cell = _cell(view, "flops", "MetaPruning", "150M", "flops")
+    assert cell.verdict == "match; meets target" and cell.ours == "148.90M [target 149M; header 150M]"
+    cell = _cell(view, "flops", "MetaPruning", "45M", "flops")  # the 40M record is another operating point's
+    assert (cell.verdict, cell.n) == ("outside; over target", 1)
+    assert view.counts()["meets target"] == 1 and view.counts()["over target"] == 1
+    assert "1 meet and 1 miss their operating point" in view.summary()
+    c3g, c2g = column_constraint("flops", "3G"), column_constraint("flops", "2G")
+    thinet = "ThiNet (Luo et al., 2017)"
+    for seed, applied in enumerate((0.7, 0.7)):
+        _record(tmp_path, "thinet", "channel", c3g, seed=seed, macs_scaled=2.9e9, family="resnet50",
+                target=_aim("rate", 0.7, None), extra={"search": {"keep_ratio": applied}})
+    _record(tmp_path, "thinet", "channel", c2g, macs_scaled=2.1e9, family="resnet50",
+            target=_aim("rate", 0.5, None), extra={"search": {"keep_ratio": 0.52}})
+    view = build_view(3, tmp_path, "smoke", gpu=False)
+    cell = _cell(view, "flops", thinet, "3G", "flops")
+    assert cell.verdict == "match; meets target" and "2/2 meet the rate" in cell.ours
+    assert cell.ours.endswith("[target keep rate 0.7; header 3G]")
+    assert _cell(view, "flops", thinet, "2G", "flops").verdict == "match; over target"  # 0.52 applied, not 0.5
 
 
 def test_latency_ratio_verdict_and_devices(tmp_path):

@@ -107,8 +107,11 @@ C = TypeVar("C")
 
 
 class BottleneckPruning(Method[C]):
-    """A method that prunes a trained ResNet's bottleneck slots (but ``skipped``) at one keep ratio that meets
-    the budget (ThiNet, CP, SFP, AutoPruner): its cheapest network has one channel in each of them."""
+    """A method that prunes a trained ResNet's bottleneck slots (but ``skipped``) at one keep ratio (ThiNet,
+    CP, SFP, AutoPruner): the cell's published rate (a ``rate`` target), else the largest that meets the
+    budget. Its cheapest network has one channel in each of them."""
+
+    target_kinds = ("header", "flops", "speedup", "rate")
 
     def skipped(self, family: str) -> tuple[int, ...]:
         """The bottleneck slots this method leaves at full width."""
@@ -234,10 +237,16 @@ class PruningSearch:
     def open(cls, ctx: Context, method: str, skip: Sequence[int] = ()) -> PruningSearch:
         arch0 = ArchConfig.canonical(ctx.family)
         slots = [s for s, _ in bottleneck_steps(arch0) if s not in skip]
-        ratio, goal = ratio_for_budget(arch0, slots, ctx.budget.cost, ctx.budget.limit)  # before any training
+        if ctx.target.kind == "rate":  # the published rate (ThiNet-70: 0.7), whatever its network costs
+            ratio, goal = float(ctx.target.value), with_ratio(arch0, slots, float(ctx.target.value))
+        else:  # the largest one rate that meets the budget, before any training
+            ratio, goal = ratio_for_budget(arch0, slots, ctx.budget.cost, ctx.budget.limit)
         reference = ctx.reference()
         ctx.store.folder.mkdir(parents=True, exist_ok=True)
-        return cls(f"{method} {ctx.family} {ctx.constraint.label()}", ctx, reference, arch0, slots, ratio, goal)
+        title = f"{method} {ctx.family} {ctx.constraint.label()}"
+        if not ctx.target.is_header:
+            title += f" at {ctx.target.label()}"
+        return cls(title, ctx, reference, arch0, slots, ratio, goal)
 
     def resume(self, progress: str, **fresh: Any) -> dict[str, Any]:
         """The state an interrupted search saved (logged with ``progress``, formatted with it), or a fresh one:
