@@ -22,6 +22,20 @@ One departure, for tight budgets: MetaPruning draws random encodings uniformly a
 here are drawn uniformly from the scales up to a cap: the largest cap at which at least ``min_fit_rate`` of
 draws fit (the full range whenever that holds, as at 330M). Mutations and crossovers are unchanged.
 
+**The FLOPs window** (``flops_window``; their ResNet-50 ``search.py`` keeps only candidates within 1950M-2050M
+for its 2G model, 2.5% either side): a candidate fits when its MACs are within the budget and at least
+``(1 - flops_window)`` of it. Their window also reaches 2.5% over the target; ours stops at it, as every
+method's network here meets its budget. When no cap from the top gives draws that reach the window (a 3G
+window is above what uniform draws over all scales cost), the random draws' lowest scale is raised instead
+(their ResNet-50 search draws its random candidates from scales 0.46-0.79 only).
+
+**The FLOPs window** (``flops_window``; their ResNet-50 ``search.py`` keeps only candidates within 1950M-2050M
+for its 2G model, 2.5% either side): a candidate fits when its MACs are within the budget and at least
+``(1 - flops_window)`` of it. Their window also reaches 2.5% over the target; ours stops at it, as every
+method's network here meets its budget. When no cap from the top gives draws that reach the window (a 3G
+window is above what uniform draws over all scales cost), the random draws' lowest scale is raised instead
+(their ResNet-50 search draws its random candidates from scales 0.46-0.79 only).
+
 Settings: the profile's ``methods.metapruning`` (``MetaPruningConfig``); the smoke profile scales the numbers
 down (population, iterations, epochs, recalibration batches, the generators' hidden width), never the code.
 """
@@ -32,7 +46,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -81,12 +95,25 @@ class MetaPruningConfig:
     recalibration_batches: int = 100  # sub-train batches that re-estimate a candidate's BatchNorm statistics
     eval_batches: int | None = None  # sub-eval batches per score (None: all of sub-eval)
     checkpoint_every: int = 500  # PruningNet steps between checkpoints
+    # how the PruningNet's learning rate decays: linearly to 0 (their MobileNet train.py) or by
+    # pruningnet_step_gamma at the fractions pruningnet_step_milestones of the run (their ResNet train.py)
+    pruningnet_schedule: Literal["linear", "step"] = "linear"
+    pruningnet_step_milestones: tuple[float, ...] = (0.25, 0.5, 0.75)
+    pruningnet_step_gamma: float = 0.1
+    # candidates must cost at least (1 - flops_window) of the budget (None: no lower bound; their ResNet
+    # search.py: 1950M-2050M at 2G, 0.025)
+    flops_window: float | None = None
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
 
     def __post_init__(self) -> None:
         for name in ("pruningnet_epochs", "pruningnet_batch", "hidden", "recalibration_batches", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"methods.metapruning.{name}={getattr(self, name)} must be at least 1")
+        if self.flops_window is not None and not 0 < self.flops_window < 1:
+            raise ValueError(f"methods.metapruning.flops_window={self.flops_window} must be within (0, 1) or null")
+        if not all(0 < m < 1 for m in self.pruningnet_step_milestones):
+            raise ValueError(f"methods.metapruning.pruningnet_step_milestones={self.pruningnet_step_milestones} "
+                             f"must be fractions of the run within (0, 1)")
         if self.pruningnet_lr <= 0:
             raise ValueError(f"methods.metapruning.pruningnet_lr={self.pruningnet_lr} must be positive")
         if self.eval_batches is not None and self.eval_batches < 1:
@@ -107,37 +134,52 @@ class EvolutionState:
     candidates: list[Genome] = field(default_factory=list)  # to be scored in this iteration
     scores: dict[Genome, float] = field(default_factory=dict)  # every candidate scored so far (error)
     top: list[Genome] = field(default_factory=list)  # best ``keep`` so far, best first
-    cap: int | None = None  # random draws' scale cap
+    cap: int | None = None  # random draws' highest scale
+    floor: int = 0  # random draws' lowest scale
 
     def to_dict(self) -> dict[str, Any]:
         return {"iteration": self.iteration, "candidates": [list(c) for c in self.candidates],
                 "scores": [[list(g), s] for g, s in self.scores.items()], "top": [list(c) for c in self.top],
-                "cap": self.cap}
+                "cap": self.cap, "floor": self.floor}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvolutionState:
         return cls(d["iteration"], [tuple(c) for c in d["candidates"]], {tuple(g): s for g, s in d["scores"]},
-                   [tuple(c) for c in d["top"]], d["cap"])
+                   [tuple(c) for c in d["top"]], d["cap"], d.get("floor", 0))
+
+
+def scale_range(size: int, choices: int, fits: Callable[[Genome], bool], rng: np.random.Generator,
+                min_rate: float, draws: int = 200) -> tuple[int, int]:
+    """(floor, cap), indices into the choices, of the random draws: the largest cap at which uniform draws in
+    0..cap fit at ``min_rate``; if none does (a FLOPs window above what such draws cost), the lowest floor at
+    which draws in floor..top do."""
+    top = choices - 1
+    for floor, cap in [(0, c) for c in range(top, -1, -1)] + [(f, top) for f in range(1, top + 1)]:
+        hits = sum(fits(tuple(int(v) for v in rng.integers(floor, cap + 1, size))) for _ in range(draws))
+        if hits >= min_rate * draws:
+            return floor, cap
+    raise ValueError("no encoding fits the budget (and its FLOPs window) at any range of scales: the constraint is "
+                     "infeasible for this encoding")
 
 
 def scale_cap(size: int, choices: int, fits: Callable[[Genome], bool], rng: np.random.Generator,
               min_rate: float, draws: int = 200) -> int:
     """The largest cap (an index into the choices) at which uniform draws in 0..cap fit at ``min_rate``."""
-    for cap in range(choices - 1, -1, -1):
-        hits = sum(fits(tuple(int(v) for v in rng.integers(0, cap + 1, size))) for _ in range(draws))
-        if hits >= min_rate * draws:
-            return cap
-    raise ValueError("no encoding fits the budget even at the smallest scale: the constraint is infeasible for "
-                     "this encoding")
+    floor, cap = scale_range(size, choices, fits, rng, min_rate, draws)
+    if floor:
+        raise ValueError("no encoding fits the budget even at the smallest scale: the constraint is infeasible for "
+                         "this encoding")
+    return cap
 
 
-def _random(n: int, size: int, cap: int, fits, seen: set, rng: np.random.Generator, limit: int = 100_000):
+def _random(n: int, size: int, cap: int, fits, seen: set, rng: np.random.Generator, limit: int = 100_000,
+            floor: int = 0):
     out, tries = [], 0
     while len(out) < n:
         tries += 1
         if tries > limit:
             raise RuntimeError(f"found only {len(out)} of {n} new random encodings under the budget in {limit} draws")
-        g = tuple(int(v) for v in rng.integers(0, cap + 1, size))
+        g = tuple(int(v) for v in rng.integers(floor, cap + 1, size))
         if g not in seen and fits(g):
             seen.add(g)
             out.append(g)
@@ -184,8 +226,8 @@ def evolve(size: int, choices: int, fits: Callable[[Genome], bool], score: Calla
     rng = np.random.default_rng([seed, 0 if state is None else state.iteration])
     if state is None:
         state = EvolutionState()
-        state.cap = scale_cap(size, choices, fits, rng, cfg.min_fit_rate)
-        state.candidates = _random(cfg.population, size, state.cap, fits, set(), rng)
+        state.floor, state.cap = scale_range(size, choices, fits, rng, cfg.min_fit_rate)
+        state.candidates = _random(cfg.population, size, state.cap, fits, set(), rng, floor=state.floor)
     while state.iteration < cfg.iterations:
         for g in state.candidates:
             if g not in state.scores:
@@ -202,13 +244,25 @@ def evolve(size: int, choices: int, fits: Callable[[Genome], bool], score: Calla
             new = _mutations(parents, cfg.mutations, cfg.mutation_prob, choices, fits, seen, rng)
             if len(parents) >= 2:
                 new += _crossovers(parents, cfg.crossovers, fits, seen, rng)
-            new += _random(cfg.population - len(new), size, state.cap, fits, seen, rng)
+            new += _random(cfg.population - len(new), size, state.cap, fits, seen, rng, floor=state.floor)
             state.candidates = new
         else:
             state.candidates = []
         if checkpoint:
             checkpoint(state)
     return state
+
+
+def fits_within(enc, budget, window: float | None) -> tuple[Callable[[Genome], bool], float]:
+    """Whether a genome's network meets ``budget`` and, with a FLOPs ``window``, costs at least
+    ``(1 - window)`` of its limit; and that lowest cost (0 without a window)."""
+    lowest = 0.0 if window is None else (1 - window) * budget.limit
+
+    def fits(g: Genome) -> bool:
+        arch = enc.decode(g)
+        return budget.fits(arch) and budget.cost(arch) >= lowest
+
+    return fits, lowest
 
 
 # --- the method -------------------------------------------------------------------------------------
@@ -241,7 +295,8 @@ class MetaPruning(Method[MetaPruningConfig]):
         state = EvolutionState.from_dict(json.loads(snapshot.read_text())) if snapshot.is_file() else None
         earlier = 0.0 if state is None else json.loads(snapshot.read_text()).get("seconds", 0.0)
         data = SubsetData.for_search(ctx)
-        fits = lambda g: budget.fits(enc.decode(g))  # noqa: E731
+        fits, lowest = fits_within(enc, budget, cfg.flops_window)
+
         score = _scorer(net, enc, data, cfg, ctx.data.num_classes)
         start = time.perf_counter()
 
@@ -261,7 +316,8 @@ class MetaPruning(Method[MetaPruningConfig]):
         best = state.top[0]
         arch = enc.decode(best)
         summary = {"arch": arch.to_dict(), "genome": list(best), "error": state.scores[best],
-                   "scored": len(state.scores), "cap": state.cap, "macs": budget.cost(arch), "limit": budget.limit,
+                   "scored": len(state.scores), "cap": state.cap, "floor": state.floor, "macs": budget.cost(arch),
+                   "limit": budget.limit, "lowest": lowest,
                    "pruningnet": net_key, "seconds": earlier + time.perf_counter() - start,
                    "top": [[list(g), state.scores[g]] for g in state.top[:10]]}
         snapshot.unlink(missing_ok=True)  # done: the pipeline writes the result
@@ -283,4 +339,5 @@ def _scorer(net, enc, data, cfg: MetaPruningConfig, num_classes: int) -> Callabl
     return score
 
 
-__all__ = ["MetaPruning", "MetaPruningConfig", "EvolutionConfig", "EvolutionState", "evolve", "scale_cap"]
+__all__ = ["MetaPruning", "MetaPruningConfig", "EvolutionConfig", "EvolutionState", "evolve", "fits_within",
+           "scale_cap", "scale_range"]

@@ -3,7 +3,9 @@ an artifact with a record of its own (kind ``pruningnet``), resumed from its che
 
 Their ``train.py``: a random encoding per batch (each gene uniform over the scales), cross-entropy with label
 smoothing, SGD with momentum, weight decay on the generators' weights, the learning rate decaying linearly
-to 0. Here the decay is per step (theirs per epoch) and the rate is scaled with the batch from theirs.
+to 0 (MobileNet V1/V2) or in steps of 0.1 at a quarter, half and three quarters of the run (ResNet-50:
+``pruningnet_schedule: step``). Here the decay is per step (theirs per epoch) and the rate is scaled with the
+batch from theirs.
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ def _trained(key: str, folder, family: str, enc, cfg, recipe, ctx: Context):
         return net.eval()
     steps_per_epoch = len(data.train_loader)
     total = cfg.pruningnet_epochs * steps_per_epoch
-    # their recipe: lr at their batch, scaled to ours; linear decay to 0, no warm-up, no Nesterov
-    schedule = replace(recipe, epochs=total, warmup_epochs=0.0, schedule="linear", nesterov=False,
-                       lr=cfg.pruningnet_lr, lr_reference_batch=cfg.pruningnet_batch)
+    # their recipe: lr at their batch, scaled to ours; linear decay to 0 or steps, no warm-up, no Nesterov
+    schedule = replace(recipe, epochs=total, warmup_epochs=0.0, schedule=cfg.pruningnet_schedule, nesterov=False,
+                       lr=cfg.pruningnet_lr, lr_reference_batch=cfg.pruningnet_batch,
+                       step_milestones=tuple(cfg.pruningnet_step_milestones), step_gamma=cfg.pruningnet_step_gamma)
     optimizer = make_optimizer(net, schedule, 1)
     scheduler = build_scheduler(optimizer, schedule, 1)
     dtype, scaler = make_precision(recipe, data.device)

@@ -189,6 +189,31 @@ def test_evolution_cap_makes_a_tight_budget_samplable():
     assert loose == len(SCALES) - 1  # their uniform draws whenever those fit often enough
 
 
+@pytest.mark.parametrize("limit", [3e9, 2e9, 1e9])
+def test_metapruning_resnet_search_never_leaves_its_flops_window(limit):
+    """Their ResNet-50 search keeps candidates within 1950M-2050M of its 2G target; ours within 2.5% under the
+    budget (``flops_window``). Every candidate scored and the best one lie in [0.975 x limit, limit], at 3G too,
+    where uniform draws over all scales cost far less than the window (the draws' lowest scale is raised)."""
+    from baselines.metapruning import EvolutionConfig, evolve, fits_within
+    from baselines.metapruning_net import SCALES, encoding
+    from repro.cost.budget import flops_budget
+
+    enc = encoding("resnet50")
+    fits, lowest = fits_within(enc, flops_budget(limit), 0.025)  # what the search evolves under
+    assert lowest == pytest.approx(0.975 * limit)
+    scored = []
+
+    def score(g):
+        scored.append(count_macs(enc.decode(g)))
+        return float(sum(g) % 7)  # any score: the window is the point
+
+    cfg = EvolutionConfig(population=8, iterations=3, mutations=3, crossovers=3, parents=3, keep=8)
+    state = evolve(enc.size, len(SCALES), fits, score, cfg, seed=0)
+    assert scored and all(lowest <= m <= limit for m in scored), (min(scored), max(scored))
+    assert lowest <= count_macs(enc.decode(state.top[0])) <= limit
+    assert (state.floor > 0) == (limit == 3e9)  # raised only where the full range cannot reach the window
+
+
 # --- NetAdapt ----------------------------------------------------------------------------------------
 
 def test_netadapt_resource_falls_by_the_scheduled_step_each_iteration():
