@@ -45,6 +45,28 @@ def test_builtin_profiles_load_and_family_recipes_merge():
     assert (r50.epochs, r50.lr, r50.schedule, r50.weight_decay, r50.momentum) == (128, 0.2, "step", 1e-4, 0.9)
 
 
+def test_depthwise_weights_are_undecayed_where_the_recipe_says_so():
+    """MetaPruning's MobileNet scripts decay no depthwise convolution (``decay_depthwise: false`` in the imagenet
+    profile, AMC's fine-tune excepted: their optimizer decays everything); BatchNorm and biases never decay."""
+    import torch
+
+    from repro.arch import ArchConfig
+    from repro.discover import load_methods
+    from repro.models import build_model
+    from repro.train.loop import param_groups
+
+    model = build_model(ArchConfig.uniform("mobilenet_v1", 0.25))
+    depthwise = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1}
+    assert len(depthwise) == 13  # one per MobileNet V1 block
+    for flag, undecayed in ((True, set()), (False, depthwise)):
+        decay, no_decay = param_groups(model, 4e-5, flag)
+        assert {id(p) for p in decay["params"]} == {id(p) for p in model.parameters() if p.ndim > 1} - undecayed
+        assert undecayed <= {id(p) for p in no_decay["params"]} and no_decay["weight_decay"] == 0.0
+    imagenet = load_profile("imagenet")
+    assert not imagenet.train_for("mobilenet_v1").decay_depthwise and load_profile("smoke").train.decay_depthwise
+    assert load_methods()["amc"]().retrain_recipe(imagenet, "mobilenet_v2").decay_depthwise
+
+
 def test_the_proxy_profile_extends_smoke_and_names_its_data_set():
     smoke, proxy = load_profile("smoke"), load_profile("proxy")
     assert proxy.name == "proxy" and proxy.methods == smoke.methods and proxy.latency == smoke.latency  # inherited

@@ -76,6 +76,8 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 4e-5  # not applied to BatchNorm parameters and biases
+    # whether depthwise convolution weights are decayed too (MetaPruning's MobileNet V1/V2 scripts: not)
+    decay_depthwise: bool = True
     label_smoothing: float = 0.1
     warmup_epochs: float = 0.0
     schedule: Literal["cosine", "linear", "step"] = "cosine"

@@ -13,12 +13,16 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv / linear weights only: BatchNorm parameters and biases are excluded."""
+def param_groups(model: nn.Module, weight_decay: float, decay_depthwise: bool = True) -> list[dict]:
+    """Weight decay on conv / linear weights only: BatchNorm parameters and biases are excluded, and with
+    ``decay_depthwise=False`` the weights of depthwise convolutions (one group per input channel) too."""
+    depthwise = set() if decay_depthwise else {
+        id(m.weight) for m in model.modules()
+        if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels}
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
+            (decay if p.ndim > 1 and id(p) not in depthwise else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -153,9 +153,11 @@ def wrap_ddp(model: nn.Module, device: torch.device, find_unused_parameters: boo
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, world: int) -> torch.optim.Optimizer:
-    """The recipe's SGD, its learning rate scaled to the global batch, no decay on BN and biases."""
-    return torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.scaled_lr(cfg.batch_size * world),
-                           momentum=cfg.momentum, nesterov=cfg.nesterov)
+    """The recipe's SGD, its learning rate scaled to the global batch, no decay on BN and biases (nor on
+    depthwise weights unless ``cfg.decay_depthwise``)."""
+    groups = param_groups(model, cfg.weight_decay, cfg.decay_depthwise)
+    return torch.optim.SGD(groups, lr=cfg.scaled_lr(cfg.batch_size * world), momentum=cfg.momentum,
+                           nesterov=cfg.nesterov)
 
 
 def make_precision(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
