@@ -114,6 +114,9 @@ class TableView:
     # facts about the table from outside the records (the released architectures' MACs beside the reported
     # ones), one line each; the commands fill it (baselines.zoo.table_notes), the renderer only prints it
     notes: list[str] = field(default_factory=list)
+    # what a reader needs to know about where a row's numbers come from (``tables/reported/notes.csv``, and
+    # the recipe our records of that row used), one line each
+    row_notes: list[str] = field(default_factory=list)
 
     def subtables(self) -> list[str]:
         return list(dict.fromkeys(r.subtable for r in self.rows))
@@ -286,7 +289,40 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
         if c.metric != "optimization_time":
             shown.update((str(r.get("key")), r) for r in mine)
     return TableView(table, family, profile, tol, list(rows.values()), skipped,
-                     datasets=_datasets(list(shown.values())))
+                     datasets=_datasets(list(shown.values())), row_notes=_row_notes(table, list(shown.values())))
+
+
+NOTES_CSV = Path(__file__).parent / "reported" / "notes.csv"
+
+
+def _row_notes(table: int, shown: list[dict]) -> list[str]:
+    """The notes of ``tables/reported/notes.csv`` for ``table``, each followed by the recipe our shown records of
+    that row trained with (from their resolved profile)."""
+    import csv
+
+    out = []
+    with open(NOTES_CSV, newline="", encoding="utf-8") as f:
+        for n in csv.DictReader(f):
+            if int(n["table"]) != table:
+                continue
+            spec = row_spec(table, "flops", n["group"], n["row"])
+            mine = [r for r in shown if (r["method"], r["variant"]) == (spec.method, spec.variant)]
+            recipes = sorted({_recipe_phrase(r) for r in mine})
+            ours = (f"ours retrain it with the {'; '.join(recipes)}" if recipes
+                    else "ours has no record of it here")
+            out.append(f"{n['group']} / {n['row']}: {n['note']}; {ours}.")
+    return out
+
+
+def _recipe_phrase(record: dict) -> str:
+    """A record's training recipe in one phrase: its profile's family recipe, as resolved when it ran."""
+    cfg = record.get("profile_config") or {}
+    train = {**(cfg.get("train") or {}), **((cfg.get("train_by_family") or {}).get(record.get("family")) or {})}
+    if not train:
+        return f"{record.get('profile')} profile's recipe"
+    return (f"{record.get('profile')} profile's recipe (SGD, {train.get('epochs')} epochs, lr {train.get('lr')} per "
+            f"{train.get('lr_reference_batch')} images, {train.get('schedule')} schedule, label smoothing "
+            f"{train.get('label_smoothing')})")
 
 
 def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: Tolerances, gpu: bool,
@@ -425,6 +461,8 @@ def to_markdown(view: TableView) -> str:
                 cells += [mc.paper, mc.ours or "—", mc.verdict] if mc else ["", "", ""]
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         out.append("")
+    if view.row_notes:
+        out += ["Notes:", *[f"- {n}" for n in view.row_notes], ""]
     if view.notes:
         out += ["Released architectures (`python -m baselines.zoo list`):", *[f"- {n}" for n in view.notes], ""]
     if view.skipped:
@@ -505,6 +543,7 @@ def to_latex(view: TableView) -> str:
                 f"(not ImageNet), -- not run, n/a not run here. "
                 f"{_tex(view.tolerances.describe())}.}}",
                 f"\\label{{tab:repro-{view.table}-{sub.replace('_', '-')}}}", "\\end{table}", ""]
+    out += [f"\\noindent\\emph{{Note.}} {_tex(n)}\\par" for n in view.row_notes]
     out += [f"% released architecture: {n}" for n in view.notes]
     return "\n".join(out)
 

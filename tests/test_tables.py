@@ -201,6 +201,19 @@ def test_searched_rows_also_say_whether_they_meet_the_constraint(tmp_path):
     assert _cell(_view(tmp_path), "flops", "MetaPruning", "150M", "flops").verdict == "not run"
 
 
+def test_the_uniform_row_says_whose_numbers_the_paper_prints_and_which_recipe_ours_used(tmp_path):
+    c330 = column_constraint("flops", "330M")
+    train = {"epochs": 3, "lr": 0.1, "lr_reference_batch": 256, "schedule": "cosine", "label_smoothing": 0.1}
+    assert "ours has no record of it here" in _view(tmp_path / "none").row_notes[0]
+    _record(tmp_path, "uniform", "channel", c330, macs_scaled=325e6, profile_config={"train": train})
+    view = _view(tmp_path)
+    note = view.row_notes[0]
+    assert "Howard et al. (2017)" in note and "RMSprop" in note
+    assert "ours retrain it with the smoke profile's recipe (SGD, 3 epochs, lr 0.1 per 256 images" in note
+    assert f"- {note}" in to_markdown(view) and "\\emph{Note.} Uniform rescale baseline / Channel: " in to_latex(view)
+    assert not build_view(3, tmp_path, "smoke", gpu=False).row_notes  # Table 3 has no such note
+
+
 def _aim(kind: str, value: float, macs: float | None) -> dict:
     return {"kind": kind, "value": value, "source": "test", "macs": macs}
 
