@@ -12,8 +12,10 @@ end up pruned is decided during training. At the end the zeroed filters are remo
 Pruned: the outputs of the first two convolutions of every bottleneck, all at one keep ratio: the cell's
 published rate (their "30%" prunes 30% of the filters, ``--rate 0.7`` keeps 70%; Table 3's 3G cell), or at a
 column's header the largest that meets its budget. Departures: their code
-also zeroes the stem's and every bottleneck's third convolution's filters; those widths feed the residual
-stream, which our networks cannot narrow per block, so zeroing them would cost accuracy without removing MACs.
+also zeroes the stem's and every bottleneck's third convolution's filters (49 convolutions); those widths feed
+the residual stream, which our networks cannot narrow per block, so zeroing them would cost accuracy without
+removing MACs. At keep 0.7 ours has 2.62G MACs where pruning the stem and every stage's stream too would give
+2.03G (Table 3's note, ``tables/reported/notes.csv``, checked by tests/test_operating_points.py).
 Like their code, only the convolution weights are zeroed (the BatchNorm after a zeroed filter still adds its
 bias until the filter is removed).
 """

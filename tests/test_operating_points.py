@@ -141,3 +141,19 @@ def test_the_command_line_takes_the_target_mode():
     assert p.parse_args(["run-cell", "--table", "3", "--index", "2", "--target", "header"]).target == "header"
     with pytest.raises(SystemExit):
         p.parse_args(["run-table", "1", "--target", "printed"])
+
+
+def test_the_sfp_note_states_the_macs_of_its_approximation():
+    """SFP prunes the stem and every conv3 too (49 convolutions); ours cannot narrow conv3 per block. The table's
+    note gives both networks' MACs at keep 0.7; they are recomputed here so the note cannot drift."""
+    import csv
+
+    from repro.train.reconstruct import bottleneck_steps, with_ratio
+    from tables.render import NOTES_CSV
+
+    arch = ArchConfig.canonical("resnet50")
+    ours = with_ratio(arch, [s for s, _ in bottleneck_steps(arch)], 0.7)
+    theirs = with_ratio(arch, range(arch.spec.num_widths), 0.7)  # the stem and the tied stage streams too
+    note = next(n["note"] for n in csv.DictReader(NOTES_CSV.open()) if n["row"] == SFP)
+    a, b = count_macs(ours) / 1e9, count_macs(theirs) / 1e9
+    assert f"{a:.2f}G MACs at keep 0.7" in note and f"give {b:.2f}G ({a - b:.2f}G fewer)" in note
