@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from repro.constraint import Target
 from repro.cost.latency import device_available
 from repro.dataset import PreparedData
 from repro.discover import load_methods
@@ -175,7 +176,7 @@ def estimate(pending: list[CellStatus], profile: Profile, results: Path, jobs: i
     for st in pending:
         c = st.cell
         same = [r for r in earlier if (r.method, r.variant, r.family) == (c.method, c.variant, c.family)
-                and r.constraint == c.constraint.to_dict() and r.target == c.target.to_dict()]
+                and r.constraint == c.constraint.to_dict() and Target.from_dict(r.target).key() == c.target.key()]
         like = same or [r for r in earlier if (r.method, r.family) == (c.method, c.family)]
         if like:
             total += sum(map(seconds, like)) / len(like)

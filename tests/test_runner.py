@@ -78,12 +78,12 @@ def test_the_estimate_comes_from_the_earlier_records_of_the_cells_or_their_metho
                pick[("amc", "channel", "330M")]]
     assert "no earlier smoke record of their methods" in estimate(pending, profile, tmp_path, 2)
 
-    def record(name, method, column, seconds, profile_name="smoke"):
+    def record(name, method, column, seconds, profile_name="smoke", target=None):
         write_record(tmp_path / "records", RunRecord(
             key=name, kind="cell", method=method, variant="channel", family="mobilenet_v1",
             constraint=column_constraint("flops", column).to_dict(), arch=ArchConfig.uniform("mobilenet_v1").to_dict(),
             profile=profile_name, profile_config={}, dataset={}, seed=0, search_seconds=seconds / 2,
-            retrain_seconds=seconds / 2))
+            retrain_seconds=seconds / 2, target=target))
 
     record("u0", "uniform", "330M", 100)  # the cell's own earlier seeds: 150 s
     record("u1", "uniform", "330M", 200)
@@ -94,3 +94,9 @@ def test_the_estimate_comes_from_the_earlier_records_of_the_cells_or_their_metho
     assert said.startswith("estimate: 3 cell(s) to run, about 8 min of cell time, 4 min at 2 at a time, from 3 "
                            "earlier record(s)"), said
     assert said.endswith("; 1 cell(s) with no earlier record of their method are not counted"), said
+    # a cell at its operating point (AMC at the 281M Table 1 prints) takes its own earlier seeds, not the header's
+    amc = pick[("amc", "channel", "330M")]
+    assert amc.cell.target.value == 281e6
+    record("a1", "amc", "330M", 6000)  # at the header: another cell
+    record("a2", "amc", "330M", 600, target={**amc.cell.target.to_dict(), "macs": 281e6})
+    assert estimate([amc], profile, tmp_path, 1).startswith("estimate: 1 cell(s) to run, about 10 min of cell time")
