@@ -74,4 +74,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from repro.exit import run_and_exit
+
+    run_and_exit(main)

@@ -1,5 +1,4 @@
-import sys
-
 from repro.cli import main
+from repro.exit import run_and_exit
 
-sys.exit(main())
+run_and_exit(main)

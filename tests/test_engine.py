@@ -419,6 +419,18 @@ def _cli(*args, cwd=None):
                           cwd=cwd)
 
 
+def test_the_command_line_ends_with_its_code_and_its_output_flushed():
+    """``python -m repro`` ends with ``os._exit`` (repro/exit.py: numba's TBB pool can deadlock the interpreter's
+    shutdown after a command made a data set): the code and everything printed still come out."""
+    out = _cli("flops", "--family", "mobilenet_v1", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["macs"] == 568_740_352
+    out = _cli("run-cell", "--method", "x")
+    assert out.returncode == 2 and out.stderr.startswith("error: give --table T --index N")
+    crash = subprocess.run([sys.executable, "-c", "from repro.exit import run_and_exit; print('before', flush=False);"
+                            " run_and_exit(lambda: 1 / 0)"], capture_output=True, text=True, timeout=120)
+    assert crash.returncode == 1 and crash.stdout == "before\n" and "ZeroDivisionError" in crash.stderr
+
+
 def test_export_torchscript_and_onnx_give_the_model(tmp_path):
     import onnx
 
