@@ -88,7 +88,8 @@ def _reproduce(session: nox.Session, table: int, default_profile: str = "smoke")
     profile = args[args.index("--profile") + 1]
     results = args[args.index("--results") + 1] if "--results" in args else f"results/{profile}"
     session.run(python, "-m", "repro", "run-table", str(table), *args, external=True)
-    target = ["--target", args[args.index("--target") + 1]] if "--target" in args else []
+    target = next((["--target", a.split("=", 1)[1]] for a in args if a.startswith("--target=")),
+                  ["--target", args[args.index("--target") + 1]] if "--target" in args else [])
     session.run(python, "-m", "tables", "render", "--table", str(table), "--profile", profile, "--results", results,
                 "--format", "all", *target, external=True)
 

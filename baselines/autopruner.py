@@ -19,7 +19,7 @@ after each stage (not within one: an interrupted stage starts again). Then the p
 in Table 3's 2G and 1G cells), or at a column's header the largest keep ratio, one for every gated layer, that
 meets its budget. Departures: their code also bumps ``alpha`` when the codes are slow to binarize
 (not reproduced: the linear schedule alone); their channel counts are whatever the binarized codes say
-(close to ``r`` in their logs), ours exactly ``r``'s so the budget is met.
+(close to ``r`` in their logs), ours exactly ``r``'s (so a header cell's budget is met).
 """
 
 from __future__ import annotations

@@ -29,13 +29,6 @@ method's network here meets its budget. When no cap from the top gives draws tha
 window is above what uniform draws over all scales cost), the random draws' lowest scale is raised instead
 (their ResNet-50 search draws its random candidates from scales 0.46-0.79 only).
 
-**The FLOPs window** (``flops_window``; their ResNet-50 ``search.py`` keeps only candidates within 1950M-2050M
-for its 2G model, 2.5% either side): a candidate fits when its MACs are within the budget and at least
-``(1 - flops_window)`` of it. Their window also reaches 2.5% over the target; ours stops at it, as every
-method's network here meets its budget. When no cap from the top gives draws that reach the window (a 3G
-window is above what uniform draws over all scales cost), the random draws' lowest scale is raised instead
-(their ResNet-50 search draws its random candidates from scales 0.46-0.79 only).
-
 Settings: the profile's ``methods.metapruning`` (``MetaPruningConfig``); the smoke profile scales the numbers
 down (population, iterations, epochs, recalibration batches, the generators' hidden width), never the code.
 """

@@ -26,10 +26,13 @@ def train_pruningnet(family: str, enc, cfg, ctx: Context):
     from repro.config import to_mapping
 
     recipe = ctx.recipe
+    # a step schedule is an input too (the linear one, the only one before, adds nothing: its keys are kept)
+    schedule = {} if cfg.pruningnet_schedule == "linear" else {"schedule": [
+        cfg.pruningnet_schedule, list(cfg.pruningnet_step_milestones), cfg.pruningnet_step_gamma]}
     key, folder = ctx.artifact_folder("pruningnet", family=family, genes=[list(g) for g in enc.genes],
                                       widest=enc.widest.to_dict(), hidden=cfg.hidden, generator_start="conv-scale",
                                       epochs=cfg.pruningnet_epochs, lr=cfg.pruningnet_lr,
-                                      lr_batch=cfg.pruningnet_batch, recipe=to_mapping(recipe))
+                                      lr_batch=cfg.pruningnet_batch, recipe=to_mapping(recipe), **schedule)
     with ctx.shared.lock(key, f"MetaPruning's PruningNet for {family}"):  # two cells share one PruningNet
         return key, _trained(key, folder, family, enc, cfg, recipe, ctx)
 

@@ -95,7 +95,8 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
         from repro.data.manifest import read_manifest
 
         data = prepare_data(profile, quiet=args.quiet) if read_manifest(data_folder(profile)) else None
-        for i, st in enumerate(statuses(args.table, profile, data, results, args.all_cells, args.target)):
+        for i, st in enumerate(statuses(args.table, profile, data, results, args.all_cells,
+                                        args.target or "published")):
             print(f"{i:3d}  {st.key or '(data not prepared)':16}  {st.cell.label:56}  {st.status}"
                   f"{'' if len(profile.seeds) == 1 else f' seed {st.seed}'}")
         return 0
@@ -105,7 +106,7 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
         share_cores(args.jobs)  # refuses a count the machine cannot give before any work
     data = prepare_data(profile, quiet=args.quiet)
     counts = run_table(args.table, profile, data, results, args.all_cells, quiet=args.quiet, methods=args.method,
-                       jobs=args.jobs, target=args.target)
+                       jobs=args.jobs, target=args.target or "published")
     if not is_main():
         return 1 if counts["failed"] else 0
     print(f"table {args.table} on {profile.name}: {counts['ran']} ran, {counts['cached']} already done, "
@@ -132,7 +133,7 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
             raise ValueError(f"--table/--index name the whole cell; drop {', '.join(ignored)} (or drop --table and "
                              f"--index and name the cell by --method --variant --family and its limit)")
         data = prepare_data(profile, quiet=args.quiet)
-        listed = statuses(args.table, profile, data, results, args.all_cells, args.target)
+        listed = statuses(args.table, profile, data, results, args.all_cells, args.target or "published")
         if not 0 <= args.index < len(listed):
             raise ValueError(f"--index {args.index} is outside 0..{len(listed) - 1} for table {args.table}")
         st = listed[args.index]
@@ -146,6 +147,9 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
         missing = [n for n in ("method", "variant", "family") if getattr(args, n) is None]
         if args.flops is None and args.cpu_latency is None and args.gpu_latency is None:
             missing.append("flops|cpu-latency|gpu-latency")
+        if args.target is not None:
+            raise ValueError(f"--target {args.target} names a table cell's operating point: give it with --table T "
+                             f"--index N (a cell named by --method and --flops runs at that limit)")
         if missing:
             raise ValueError("give --table T --index N, or all of --method --variant --family and one of --flops, "
                              f"--cpu-latency, --gpu-latency (missing: {', '.join('--' + m for m in missing)})")
@@ -292,10 +296,11 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", choices=("published", "header"), default="published",
+    p.add_argument("--target", choices=("published", "header"), default=None,
                    help="each baseline cell at its published operating point (the FLOPs the paper printed for it, "
-                        "or its rate: tables/reported/operating_points.csv; default), or every cell at its "
-                        "column's header (the comparison made before operating points)")
+                        "or its rate: tables/reported/operating_points.csv; the default), or every cell at its "
+                        "column's header (the comparison made before operating points); for run-cell, with "
+                        "--table/--index only (a cell named by --method and --flops runs at that limit)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -107,7 +107,8 @@ class Target:
         return f"{self.value:g}x speed-up"
 
     def to_dict(self) -> dict[str, Any] | None:
-        """As a record and a key hold it; None for the header (the records made before targets existed)."""
+        """As a record holds it (with the MACs the search met added, ``repro.pipeline``); None for the header,
+        as in every record made before targets existed. Keys hold ``key()``."""
         return None if self.is_header else {"kind": self.kind, "value": self.value, "source": self.source}
 
     def key(self) -> dict[str, Any] | None:

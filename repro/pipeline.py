@@ -368,7 +368,8 @@ def search(method: Method, variant: str, family: str, constraint: Constraint, pr
         return found
     if not method.distributed:
         require_single_process(f"{method.name}'s search")
-    check_feasible(method, variant, family, constraint, profile)  # before the latency table measures the limit
+    if target.kind != "rate":  # a rate is applied whatever it costs: no budget to be feasible
+        check_feasible(method, variant, family, constraint, profile)  # before the latency table measures the limit
     budget = make_budget(constraint, family, table)
     seed_everything(seed)  # a search's random draws follow from its seed, not from what ran before it here
     ctx = Context(family, variant, constraint, cfg, budget, store, profile, seed, data,

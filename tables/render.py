@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro.constraint import HEADER, Target
-from repro.cost.flops import format_macs, reported_tolerance
+from repro.arch import ArchConfig
+from repro.constraint import HEADER, Constraint, Target
+from repro.cost.flops import count_macs, format_macs, reported_tolerance
 from repro.results import RecordError, load_records
 from repro.stats import t_half_width
 from tables.reported import ReportedCell, load_reported
@@ -405,7 +406,10 @@ def _meeting(row: Row, mine: list[dict], values: list[float], constraint: dict) 
         applied = [((r.get("extra") or {}).get("search") or {}).get("keep_ratio") for r in mine]
         return sum(a is not None and math.isclose(float(a), float(target.value), rel_tol=1e-9) for a in applied), \
             "rate"
-    limits = [float((r.get("target") or {}).get("macs") or math.inf) for r in mine]
+    # the MACs the search met, as the record says; else what the target gives (the column's limit as header)
+    fallback = target.constraint(Constraint("flops", float(constraint["limit"])),
+                                 count_macs(ArchConfig.canonical(FAMILY_OF_TABLE[row.table]))).limit
+    limits = [float((r.get("target") or {}).get("macs") or fallback) for r in mine]
     return sum(float(r["macs"]) <= lim for r, lim in zip(mine, limits, strict=True) if r.get("macs") is not None), \
         "target"
 

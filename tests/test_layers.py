@@ -22,8 +22,8 @@ PACKAGES = ("repro", "baselines", "tables", "data_prep")
 # module -> layer; "pkg.*" names a package's every module (the method packages: a new method is one new file)
 LAYERS: dict[str, str] = {
     **dict.fromkeys(["repro", "repro.arch", "repro.atomic", "repro.config", "repro.constraint", "repro.dataset",
-                     "repro.distributed", "repro.hardware", "repro.keys", "repro.lock", "repro.method", "repro.quiet",
-                     "repro.stats", "repro.reference", "repro.registry", "repro.space", "repro.profiles",
+                     "repro.distributed", "repro.exit", "repro.hardware", "repro.keys", "repro.lock", "repro.method",
+                     "repro.quiet", "repro.stats", "repro.reference", "repro.registry", "repro.space", "repro.profiles",
                      "repro.cost.*", "repro.models.*"], "core"),
     **dict.fromkeys(["repro.data.*", "data_prep.*"], "data"),
     "repro.train.*": "train",

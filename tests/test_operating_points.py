@@ -6,6 +6,7 @@ and budget (FLOPs, speed-up) or as the keep ratio (rate), and is another cell: i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -74,6 +75,9 @@ def test_a_target_is_another_cell_and_the_header_keeps_its_key():
     from repro.pipeline import cell_key
 
     profile, data, column = load_profile("smoke"), _data(), Constraint("flops", 330e6)
+    pinned = json.loads((Path(__file__).with_name("expected_keys.json")).read_text())
+    assert cell_key("amc", "channel", "mobilenet_v1", Constraint("flops", 150e6), profile, 0, data, HEADER) == \
+        pinned["smoke/amc/channel/mobilenet_v1/flops:1.5e+08"]["cell"]  # the key test_keys pins, target or not
     plain = cell_key("amc", "channel", "mobilenet_v1", column, profile, 0, data)
     assert cell_key("amc", "channel", "mobilenet_v1", column, profile, 0, data, HEADER) == plain
     aimed = cell_key("amc", "channel", "mobilenet_v1", column, profile, 0, data, Target("flops", 281e6, "a"))
@@ -133,14 +137,17 @@ def test_a_rate_target_is_the_keep_ratio_a_pruning_search_applies(tmp_path):
 
 
 def test_the_command_line_takes_the_target_mode():
-    from repro.cli import build_parser
+    from repro.cli import build_parser, main
 
     p = build_parser()
-    assert p.parse_args(["run-table", "1"]).target == "published"
+    assert p.parse_args(["run-table", "1"]).target is None  # the published points
     assert p.parse_args(["run-table", "3", "--target", "header"]).target == "header"
     assert p.parse_args(["run-cell", "--table", "3", "--index", "2", "--target", "header"]).target == "header"
     with pytest.raises(SystemExit):
         p.parse_args(["run-table", "1", "--target", "printed"])
+    # a cell named by method and limit runs at that limit: a target there is refused, not silently ignored
+    assert main(["run-cell", "--method", "amc", "--variant", "channel", "--family", "mobilenet_v1", "--flops",
+                 "330M", "--target", "published"]) == 2
 
 
 def test_the_sfp_note_states_the_macs_of_its_approximation():

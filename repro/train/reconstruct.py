@@ -218,7 +218,8 @@ def least_squares(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None = 
 @dataclass
 class PruningSearch:
     """What a pruning search of a trained ResNet-50 starts from (ThiNet, CP, SFP, AutoPruner): the shared
-    reference network, the slots it prunes and the one keep ratio that meets the budget. Its checkpoints
+    reference network, the slots it prunes and the one keep ratio: the cell's published rate (a ``rate``
+    target), else the largest that meets the budget. Its checkpoints
     live in the context's search folder (``state_path``)."""
 
     title: str  # "thinet resnet50 2G", the head of the search's log line
@@ -293,8 +294,8 @@ class LayerChoice:
 
 def prune_layerwise(method: str, ctx: Context, choose: Callable[..., LayerChoice], target: str) -> SearchResult:
     """Prune a trained network's bottleneck slots one after another, in network order, to the widths of the
-    one keep ratio that meets the budget (``ratio_for_budget``); returns a ``SearchResult`` with the pruned
-    network's weights (the pipeline fine-tunes them).
+    search's one keep ratio (``PruningSearch.open``: the published rate, or ``ratio_for_budget``'s); returns a
+    ``SearchResult`` with the pruned network's weights (the pipeline fine-tunes them).
 
     For each slot, ``Samples`` of its reading layer are collected on the first ``cfg.calibration_images``
     sub-train images at ``cfg.points_per_image`` positions per image: inputs from the network pruned so far; outputs
