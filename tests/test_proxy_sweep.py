@@ -115,6 +115,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
+@pytest.mark.slow  # a research script's, 25-42 s: the default run stays under 10 minutes on 2 cores
 def test_a_terminated_sweep_takes_its_workers_with_it(tmp_path):
     """``kill`` on a sweep (SIGTERM, as a scheduler's time limit sends) ends its workers too: they used to run on
     as orphans, training runs nobody waited for on the cores the next job was given."""
@@ -145,6 +146,7 @@ def test_a_terminated_sweep_takes_its_workers_with_it(tmp_path):
             os.kill(w, signal.SIGKILL)
 
 
+@pytest.mark.slow  # a research script's, 25-42 s: the default run stays under 10 minutes on 2 cores
 def test_the_confusion_script_trains_a_sweep_run_and_counts_every_validation_image(tmp_path):
     """scripts/proxy_confusion.py trains a sweep's cell as the sweep does (the sweep's run key: the same spec) and
     classifies every validation image once; on a variant with mirror twins it says what they cost."""
