@@ -10,6 +10,7 @@ from data_prep.imagefolder import DataError, list_imagefolder
 from data_prep.split import ensure_split
 from data_prep.tiny import VARIANTS
 from data_prep.write import WRITE_MODES, WriteParams, prepare
+from repro.exit import run_and_exit
 
 
 def _add_split_args(p: argparse.ArgumentParser) -> None:
@@ -74,6 +75,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from repro.exit import run_and_exit
-
     run_and_exit(main)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from repro.arch import FAMILIES, ArchConfig
 from repro.atomic import WriteFailed
+from repro.constraint import TARGET_MODES
 from repro.cost.flops import count_macs, count_macs_scaled, count_params, format_macs
 
 
@@ -296,7 +297,7 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", choices=("published", "header"), default=None,
+    p.add_argument("--target", choices=TARGET_MODES, default=None,
                    help="each baseline cell at its published operating point (the FLOPs the paper printed for it, "
                         "or its rate: tables/reported/operating_points.csv; the default), or every cell at its "
                         "column's header (the comparison made before operating points); for run-cell, with "

@@ -14,10 +14,12 @@ run at a published rate applies that rate (ThiNet-70 keeps 70% of the channels i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from repro.cost.flops import format_macs
+from repro.arch import ArchConfig
+from repro.cost.flops import count_macs, format_macs
 
 CONSTRAINT_KINDS = ("flops", "gpu_latency", "cpu_latency")
 # the device each latency kind is measured on
@@ -56,6 +58,8 @@ class Constraint:
 
 
 TARGET_KINDS = ("header", "flops", "rate", "speedup")
+# how a table's cells are run and shown: each at its operating point, or every one at its column's header
+TARGET_MODES = ("published", "header")
 
 
 @dataclass(frozen=True)
@@ -86,14 +90,14 @@ class Target:
     def is_header(self) -> bool:
         return self.kind == "header"
 
-    def constraint(self, header: Constraint, full_macs: float) -> Constraint:
-        """The constraint the search runs under: the FLOPs budget of a ``flops`` or ``speedup`` target
-        (``full_macs``: the family's full network), else the column's (a rate method applies its rate and
-        never needs a budget)."""
+    def constraint(self, header: Constraint, family: str) -> Constraint:
+        """The constraint the search runs under: the FLOPs budget of a ``flops`` or ``speedup`` target (the
+        MACs of ``family``'s full network over the speed-up), else the column's (a rate method applies its rate
+        and never needs a budget)."""
         if self.kind == "flops":
             return Constraint("flops", float(self.value))
         if self.kind == "speedup":
-            return Constraint("flops", full_macs / float(self.value))
+            return Constraint("flops", count_macs(ArchConfig.canonical(family)) / float(self.value))
         return header
 
     def label(self) -> str:
@@ -114,6 +118,16 @@ class Target:
     def key(self) -> dict[str, Any] | None:
         """What a cell's and a search's key hold: kind and value (the source's wording changes no result)."""
         return None if self.is_header else {"kind": self.kind, "value": self.value}
+
+    def is_of(self, held: dict[str, Any] | None) -> bool:
+        """Whether a record's ``target`` mapping (``to_dict``, and what the pipeline adds) is this operating
+        point: None is the header's; a malformed mapping is no point's."""
+        if held is None or self.is_header:
+            return held is None and self.is_header
+        try:
+            return held["kind"] == self.kind and math.isclose(float(held["value"]), float(self.value), rel_tol=1e-9)
+        except (KeyError, TypeError, ValueError):
+            return False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Target:

@@ -321,17 +321,12 @@ def check_cell(method: Method, variant: str, family: str, constraint: Constraint
                          f"takes: {', '.join(method.target_kinds)}")
 
 
-def full_macs(family: str) -> int:
-    """The MACs of the family's full network at ImageNet geometry (what a speed-up target divides)."""
-    return count_macs(ArchConfig.canonical(family))
-
-
 def _target_record(target: Target, constraint: Constraint, family: str) -> dict[str, Any] | None:
     """The record's ``target``: None for the header; else kind, value, source and the MACs the search met
     (a FLOPs or speed-up target; None for a rate)."""
     if target.is_header:
         return None
-    searched = target.constraint(constraint, full_macs(family))
+    searched = target.constraint(constraint, family)
     return {**target.to_dict(), "macs": None if target.kind == "rate" else searched.limit}
 
 
@@ -360,7 +355,7 @@ def search(method: Method, variant: str, family: str, constraint: Constraint, pr
     latency = device_key(profile.latency.settings_for(constraint.kind)) if constraint.is_latency else None
     key = search_key(method.name, variant, family, constraint, to_mapping(cfg), profile, seed, data, latency,
                      target)
-    constraint = target.constraint(constraint, full_macs(family))
+    constraint = target.constraint(constraint, family)
     store = SearchStore(results / SEARCHES, key)
     found = store.load(log)
     if found is not None:

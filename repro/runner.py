@@ -23,7 +23,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from repro.constraint import Target
 from repro.cost.latency import device_available
 from repro.dataset import PreparedData
 from repro.discover import load_methods
@@ -176,7 +175,7 @@ def estimate(pending: list[CellStatus], profile: Profile, results: Path, jobs: i
     for st in pending:
         c = st.cell
         same = [r for r in earlier if (r.method, r.variant, r.family) == (c.method, c.variant, c.family)
-                and r.constraint == c.constraint.to_dict() and _target_key(r) == c.target.key()]
+                and r.constraint == c.constraint.to_dict() and c.target.is_of(r.target)]
         like = same or [r for r in earlier if (r.method, r.family) == (c.method, c.family)]
         if like:
             total += sum(map(seconds, like)) / len(like)
@@ -190,14 +189,6 @@ def estimate(pending: list[CellStatus], profile: Profile, results: Path, jobs: i
     return (f"estimate: {len(pending)} cell(s) to run, about {total / 60:.0f} min of cell time, {total / 60 / jobs:.0f}"
             f" min at {jobs} at a time, from {len(used)} earlier record(s) in {where}"
             + (f"; {unknown} cell(s) with no earlier record of their method are not counted" if unknown else ""))
-
-
-def _target_key(record: RunRecord) -> dict | None | str:
-    """A record's operating point as keys compare it (a malformed one: a value no cell has)."""
-    try:
-        return Target.from_dict(record.target).key()
-    except (ValueError, KeyError, TypeError):
-        return "malformed"
 
 
 def schedule(cells: list[CellStatus]) -> list[CellStatus]:

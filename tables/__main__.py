@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+from repro.constraint import TARGET_MODES
 from repro.results import RecordError
 from tables.render import Tolerances, build_view, render, write_all
 from tables.spec import FAMILY_OF_TABLE
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--latency-tol", type=float, default=0.0,
                    help="allowed latency ratio above 1 (default 0: at most the reference)")
     r.add_argument("--skip-bad", action="store_true", help="render the other records when some are malformed")
-    r.add_argument("--target", choices=("published", "header"), default="published",
+    r.add_argument("--target", choices=TARGET_MODES, default="published",
                    help="show each cell's records at its operating point (default) or the records run at the "
                         "column headers (run-table --target header)")
     a = p.parse_args(argv)

@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro.arch import ArchConfig
 from repro.constraint import HEADER, Constraint, Target
-from repro.cost.flops import count_macs, format_macs, reported_tolerance
+from repro.cost.flops import format_macs, reported_tolerance
 from repro.results import RecordError, load_records
 from repro.stats import t_half_width
 from tables.reported import ReportedCell, load_reported
@@ -208,15 +207,6 @@ def _same_constraint(record: dict, want: dict) -> bool:
                                                             rel_tol=1e-9)
 
 
-def _same_target(record: dict, target: Target) -> bool:
-    """Whether a record was run at ``target`` (a record without one was run at its header)."""
-    got = record.get("target")
-    if got is None or target.is_header:
-        return got is None and target.is_header
-    return got.get("kind") == target.kind and math.isclose(float(got.get("value", math.nan)), float(target.value),
-                                                           rel_tol=1e-9)
-
-
 def _mean_ci(values: list[float], digits: int, suffix: str = "") -> str:
     """One value as it is; several as mean ± the half-width of the 95% t-interval of the mean (n)."""
     if len(values) == 1:
@@ -279,7 +269,7 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
         else:
             want = column_constraint(c.subtable, c.column).to_dict()
             mine = [r for r in records if r["method"] == row.method and r["variant"] == row.variant
-                    and _same_constraint(r, want) and _same_target(r, row.target)]
+                    and _same_constraint(r, want) and row.target.is_of(r.get("target"))]
         mine, others = _one_recipe(mine)
         if others and c.metric != "optimization_time":
             note = (f"{others} record(s) of {row.row} ({row.method}) at {row.column} left out: another recipe than "
@@ -406,10 +396,10 @@ def _meeting(row: Row, mine: list[dict], values: list[float], constraint: dict) 
         applied = [((r.get("extra") or {}).get("search") or {}).get("keep_ratio") for r in mine]
         return sum(a is not None and math.isclose(float(a), float(target.value), rel_tol=1e-9) for a in applied), \
             "rate"
-    # the MACs the search met, as the record says; else what the target gives (the column's limit as header)
-    fallback = target.constraint(Constraint("flops", float(constraint["limit"])),
-                                 count_macs(ArchConfig.canonical(FAMILY_OF_TABLE[row.table]))).limit
-    limits = [float((r.get("target") or {}).get("macs") or fallback) for r in mine]
+    # the MACs the search met, as the record says; else what the target gives
+    limits = [float((r.get("target") or {}).get("macs")
+                    or target.constraint(Constraint("flops", float(constraint["limit"])), r["family"]).limit)
+              for r in mine]
     return sum(float(r["macs"]) <= lim for r, lim in zip(mine, limits, strict=True) if r.get("macs") is not None), \
         "target"
 

@@ -22,7 +22,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.constraint import HEADER, Constraint, Target
+from repro.constraint import HEADER, TARGET_MODES, Constraint, Target
 from repro.cost.flops import parse_macs
 from tables.reported import NOT_REPORTED, load_reported
 
@@ -31,7 +31,6 @@ FAMILY_OF_TABLE = {1: "mobilenet_v1", 2: "mobilenet_v2", 3: "resnet50"}
 # (table, sub-table, group, row) -> (method, variant); None as the table means "any table"
 ROWS_CSV = Path(__file__).parent / "reported" / "rows.csv"
 OPERATING_POINTS_CSV = Path(__file__).parent / "reported" / "operating_points.csv"
-TARGET_MODES = ("published", "header")  # every cell at its operating point, or every cell at its header
 
 
 @dataclass(frozen=True)

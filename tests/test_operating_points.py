@@ -55,11 +55,11 @@ def test_each_baseline_cell_aims_at_its_published_operating_point():
 
 def test_a_target_is_the_constraint_its_search_runs_under():
     column = Constraint("flops", 330e6)
-    assert Target("flops", 281e6).constraint(column, 1) == Constraint("flops", 281e6)
+    assert Target("flops", 281e6).constraint(column, "mobilenet_v1") == Constraint("flops", 281e6)
     full = count_macs(ArchConfig.canonical("resnet50"))
-    assert Target("speedup", 2).constraint(Constraint("flops", 2e9), full) == Constraint("flops", full / 2)
-    assert Target("rate", 0.7).constraint(column, full) is column  # a rate needs no budget
-    assert HEADER.constraint(column, full) is column
+    assert Target("speedup", 2).constraint(Constraint("flops", 2e9), "resnet50") == Constraint("flops", full / 2)
+    assert Target("rate", 0.7).constraint(column, "resnet50") is column  # a rate needs no budget
+    assert HEADER.constraint(column, "resnet50") is column
     for bad, match in (({"kind": "rate", "value": 1.5}, "fraction of channels kept"),
                        ({"kind": "speedup", "value": 0.5}, "at least 1"), ({"kind": "flops"}, "positive value"),
                        ({"kind": "header", "value": 3.0}, "takes no value"),
@@ -68,6 +68,11 @@ def test_a_target_is_the_constraint_its_search_runs_under():
             Target(**bad)
     assert Target.from_dict(None) == HEADER and Target.from_dict(Target("rate", 0.5, "x").to_dict()) == Target(
         "rate", 0.5, "x")
+    # a record's target, with what the pipeline adds, is this point's; the header's is None; a malformed one none's
+    assert Target("rate", 0.5).is_of({**Target("rate", 0.5, "x").to_dict(), "macs": None})
+    assert not Target("rate", 0.5).is_of({"kind": "rate", "value": 0.3}) and not Target("rate", 0.5).is_of(None)
+    assert HEADER.is_of(None) and not HEADER.is_of({"kind": "rate", "value": 0.5})
+    assert not Target("flops", 1e8).is_of({"kind": "flops"})
 
 
 def test_a_target_is_another_cell_and_the_header_keeps_its_key():
