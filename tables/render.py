@@ -28,6 +28,7 @@ range, and how many seeds meet the column's constraint.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -289,8 +290,6 @@ NOTES_CSV = Path(__file__).parent / "reported" / "notes.csv"
 def _row_notes(table: int, shown: list[dict]) -> list[str]:
     """The notes of ``tables/reported/notes.csv`` for ``table``, each followed by the recipe our shown records of
     that row trained with (from their resolved profile)."""
-    import csv
-
     out = []
     with open(NOTES_CSV, newline="", encoding="utf-8") as f:
         for n in csv.DictReader(f):
@@ -466,8 +465,6 @@ def to_markdown(view: TableView) -> str:
 
 
 def to_csv(view: TableView) -> str:
-    import csv
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["table", "subtable", "group", "row", "column", "method", "variant", "metric", "paper",
