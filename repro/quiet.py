@@ -97,4 +97,16 @@ def resume_all(folder: Path) -> bool:
     return True
 
 
-__all__ = ["QUIET_DIR_ENV", "quiet", "register", "resume_all", "workers"]
+def stop_all(folder: Path) -> list[int]:
+    """End every worker of ``folder`` (SIGTERM, after a SIGCONT: a paused process would not act on it until
+    resumed); the PIDs that were still there. The parent's way out when it is interrupted: a pool's shutdown
+    only cancels the cells not yet started and waits for the running ones."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pids = workers(folder)
+    _signal(pids, signal.SIGCONT)
+    return _signal(pids, signal.SIGTERM)
+
+
+__all__ = ["QUIET_DIR_ENV", "quiet", "register", "resume_all", "stop_all", "workers"]

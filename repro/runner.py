@@ -29,7 +29,7 @@ from repro.discover import load_methods
 from repro.distributed import world_size
 from repro.pipeline import cell_key, run_cell
 from repro.profiles import Profile
-from repro.quiet import register, resume_all
+from repro.quiet import register, resume_all, stop_all
 from repro.results import RecordError, RunRecord, find_record, read_record
 from tables.spec import Cell, table_cells
 
@@ -233,6 +233,9 @@ def _run_parallel(todo: list[CellStatus], shares: list[list[int]], profile: Prof
         f"each); each cell's log is {logs}/<key>.log")
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=True if quiet else None)
     start, running = time.perf_counter(), {}
+    # a SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so the workers are stopped below: by default
+    # this process died alone and its workers ran their cells on as orphans, on cores the next job was given
+    previous = _unwind_on_sigterm()
     # the workers' PIDs, for repro.quiet; removed after the pool's exit, when no worker measures any more
     with tempfile.TemporaryDirectory(prefix="repro-quiet-") as quiet_dir, \
             ProcessPoolExecutor(len(shares), mp_context=context, initializer=_pin,
@@ -262,12 +265,38 @@ def _run_parallel(todo: list[CellStatus], shares: list[list[int]], profile: Prof
                 finished = len(todo) - left
                 eta = "" if not finished else f", about {elapsed / finished * left / 60:.0f} min left"
                 bar.set_postfix_str(f"{min(left, len(shares))} running, {max(0, left - len(shares))} waiting{eta}")
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, SIGTERM (above), or this process's own failure: no cell outlives it
             pool.shutdown(wait=False, cancel_futures=True)
+            stopped = stop_all(quiet_dir)
+            log(f"interrupted: ended its {len(stopped)} worker process(es); a cell they were running wrote no "
+                f"record, and a rerun runs it again (the finished cells' records are kept)")
             raise
         finally:
             resume_all(quiet_dir)  # before the pool's exit waits for its workers
             bar.close()
+            _restore_sigterm(previous)
+
+
+def _unwind_on_sigterm():
+    """SIGTERM raises SystemExit in this process from now on (the main thread only: elsewhere Python refuses a
+    handler, and the default stays); the previous handler, for ``_restore_sigterm``."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _pin(queue, quiet_dir: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from repro.profiles import load_profile
@@ -100,3 +102,54 @@ def test_the_estimate_comes_from_the_earlier_records_of_the_cells_or_their_metho
     record("a1", "amc", "330M", 6000)  # at the header: another cell
     record("a2", "amc", "330M", 600, target={**amc.cell.target.to_dict(), "macs": 281e6})
     assert estimate([amc], profile, tmp_path, 1).startswith("estimate: 1 cell(s) to run, about 10 min of cell time")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
+@pytest.mark.slow  # starts a table's processes and waits for them: the default run stays under 10 minutes
+def test_a_terminated_table_run_takes_its_workers_with_it(tmp_path):
+    """``kill`` on ``run-table --jobs 2`` (SIGTERM, as a scheduler's time limit sends) ends the cells it was
+    running: its workers used to run on as orphans, training cells nobody waited for on the next job's cores."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_proxy_sweep import ROOT, _alive, _children, _cmdline
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores")
+    folder = make_tiny_data(tmp_path / "data", seed=3, train_per_class=6, per_class=2)
+    # the uniform rows retrain only; a million epochs of the tiny set, so a worker left behind would still be
+    # training long after the test gives up
+    command = [sys.executable, "-m", "repro", "run-table", "1", "--method", "uniform", "--jobs", "2", "--quiet",
+               "--data", str(folder), "--results", str(tmp_path / "results"), "--train.epochs=1000000"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # its lines as it says them
+    workers: set[int] = set()
+    said = []
+    try:
+        for line in proc.stdout:
+            said.append(line)
+            if "cells in 2 processes" in line:
+                break
+        deadline = time.monotonic() + 60
+        while len(workers := {c for c in _children(proc.pid) if b"spawn_main" in _cmdline(c)}) < 2 \
+                and time.monotonic() < deadline:  # the pool's workers, not the resource tracker
+            time.sleep(0.2)
+        assert len(workers) == 2, "".join(said)
+        time.sleep(2)  # into their cells
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        assert "interrupted: ended its 2 worker process(es)" in rest, "".join(said) + rest
+        deadline = time.monotonic() + 30
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(_alive, workers)), "a worker outlived its table run"
+        assert not list((tmp_path / "results" / "records").glob("*.json"))  # no cell finished: none recorded
+    finally:
+        proc.kill()
+        proc.wait()
+        for w in filter(_alive, workers):  # a failed test leaves no orphan behind it either
+            os.kill(w, signal.SIGKILL)
