@@ -128,3 +128,15 @@ def proxy_table2(session: nox.Session) -> None:
 def proxy_table3(session: nox.Session) -> None:
     """Table 3 (ResNet-50) on the proxy profile."""
     _reproduce(session, 3, "proxy")
+
+
+@nox.session
+def claims(session: nox.Session) -> None:
+    """The paper's claims judged on the records of all three tables (default profile proxy; `-- --profile
+    smoke` or `-- --results DIR` for others), written as claims<N>.{md,tex,csv} beside the tables."""
+    python = suite_env(session)
+    args = list(session.posargs)
+    if "--profile" not in args:
+        args = ["--profile", "proxy", *args]
+    for table in (1, 2, 3):
+        session.run(python, "-m", "tables", "claims", "--table", str(table), "--format", "all", *args, external=True)

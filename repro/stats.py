@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 
 
 def t_half_width(values: list[float], level: float = 0.95) -> float:
@@ -52,3 +53,77 @@ def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple
     dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
     return diff, diff - half, diff + half
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A paired effect (ours minus the other row's top-1, same seed, in points) over one or several columns:
+    its mean, the two-sided 95% t-interval, the degrees of freedom, the pairs it rests on, the standard error
+    and the smallest effect the comparison could have detected (alpha 0.05 two-sided, power 0.8)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int  # pairs (seeds x columns)
+    dof: int
+    se: float
+    detectable: float
+
+    @property
+    def half(self) -> float:
+        return (self.high - self.low) / 2
+
+    def p_value(self, against: float = 0.0) -> float:
+        """Two-sided p-value of the t-test of the mean against ``against``; NaN without degrees of freedom."""
+        if self.dof < 1:
+            return float("nan")
+        if self.se == 0:
+            return 0.0 if self.mean != against else 1.0
+        from scipy import stats
+
+        return float(2 * stats.t.sf(abs(self.mean - against) / self.se, self.dof))
+
+
+def _effect(mean: float, se: float, n: int, dof: int, level: float, power: float) -> Effect:
+    if dof < 1:
+        nan = float("nan")
+        return Effect(mean, nan, nan, n, dof, nan, float("inf"))
+    from scipy import stats
+
+    t = float(stats.t.ppf(0.5 + level / 2, dof))
+    return Effect(mean, mean - t * se, mean + t * se, n, dof, se,
+                  (t + float(stats.t.ppf(power, dof))) * se)
+
+
+def paired_effect(differences: list[float], level: float = 0.95, power: float = 0.8) -> Effect:
+    """The mean of one column's paired differences with its t-interval (n - 1 degrees of freedom)."""
+    if not differences:
+        raise ValueError("no paired differences: a claim's column needs a seed run for both of its rows")
+    n = len(differences)
+    se = statistics.stdev(differences) / math.sqrt(n) if n > 1 else float("nan")
+    return _effect(statistics.mean(differences), se, n, n - 1, level, power)
+
+
+def pooled_effect(columns: list[list[float]], level: float = 0.95, power: float = 0.8) -> Effect:
+    """The mean of the per-column mean differences, its standard error from the within-column variances
+    (sqrt(sum(var_c / n_c)) / C) and n - C degrees of freedom (n pairs over C columns); each column needs at
+    least two pairs."""
+    if not columns or any(len(c) < 2 for c in columns):
+        raise ValueError(f"pooling needs at least two pairs in every column; got {[len(c) for c in columns]}")
+    k = len(columns)
+    n = sum(map(len, columns))
+    mean = statistics.mean(statistics.mean(c) for c in columns)
+    se = math.sqrt(sum(statistics.variance(c) / len(c) for c in columns)) / k
+    return _effect(mean, se, n, n - k, level, power)
+
+
+def holm(p_values: list[float], alpha: float = 0.05) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given (NaN stays NaN and is not counted)."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m = len(order)
+    adjusted = [float("nan")] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted

@@ -1,8 +1,10 @@
 """``python -m tables render --table 1 --profile smoke [--format md|tex|csv|all] [--out DIR]``.
 
 Prints the table (Markdown by default) and, with ``--out`` (or ``--format all``), writes
-``table<N>.{md,tex,csv}`` and the plots ``table<N>_<sub-table>.{png,pdf}`` there (default
-``results/<profile>``). Records are read from ``results/<profile>/records`` unless ``--results DIR``.
+``table<N>.{md,tex,csv}``, ``claims<N>.{md,tex,csv}`` and the plots ``table<N>_<sub-table>.{png,pdf}`` there
+(default ``results/<profile>``). Records are read from ``results/<profile>/records`` unless ``--results DIR``.
+``python -m tables claims --table 1 --profile proxy`` prints (and with ``--out`` or ``--format all`` writes)
+the paper's claims judged on the same records alone (``tables.claims``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tables", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("render", help="the paper's table beside ours, with a verdict per cell")
+    c = sub.add_parser("claims", help="the paper's claims judged on our records: effects, intervals, verdicts")
+    for q in (r, c):
+        _common(q)
+    a = p.parse_args(argv)
+    return _main(a)
+
+
+def _common(r: argparse.ArgumentParser) -> None:
     r.add_argument("--table", type=int, required=True, choices=sorted(FAMILY_OF_TABLE))
     r.add_argument("--profile", default="smoke", help="whose records to read (default smoke)")
     r.add_argument("--results", type=Path, help="results folder (default results/<profile>)")
@@ -37,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--target", choices=TARGET_MODES, default="published",
                    help="show each cell's records at its operating point (default) or the records run at the "
                         "column headers (run-table --target header)")
-    a = p.parse_args(argv)
+
+
+def _main(a: argparse.Namespace) -> int:
     for name in ("flops_tol", "acc_tol", "latency_tol"):
         value = getattr(a, name)
         if not (math.isfinite(value) and value >= 0):
@@ -59,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
     view.notes = table_notes(a.table)
     out = a.out or (results if a.format == "all" else None)
+    if a.command == "claims":
+        return _claims(view, a.format, out)
     if out is not None:
         try:
             for path in write_all(view, out, plots=not a.no_plots):
@@ -68,6 +82,27 @@ def main(argv: list[str] | None = None) -> int:
                   f"writable folder)", file=sys.stderr)
             return 2
     print(render(view, "md" if a.format == "all" else a.format), end="")
+    return 0
+
+
+def _claims(view, fmt: str, out: Path | None) -> int:
+    from repro.atomic import atomic_write_text
+    from tables.claims import evaluate
+    from tables.claims import render as claims
+
+    verdicts = evaluate(view)
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for f in (("md", "tex", "csv") if fmt == "all" else (fmt,)):
+                path = out / f"claims{view.table}.{f}"
+                atomic_write_text(path, claims(view, f, verdicts))
+                print(f"wrote {path}", file=sys.stderr)
+        except OSError as e:
+            print(f"error: {getattr(e, 'strerror', None) or e} (writing the claims into {out}: pass --out a "
+                  f"writable folder)", file=sys.stderr)
+            return 2
+    print(claims(view, "md" if fmt == "all" else fmt, verdicts), end="")
     return 0
 
 

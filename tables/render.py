@@ -85,6 +85,8 @@ class MetricCell:
     ours_value: float | None = None
     n: int = 0
     ours_half: float | None = None  # half-width of the 95% t-interval of ``ours_value`` (n >= 2), for error bars
+    # top-1 only: each seed's value (percent), for the claims' paired differences (``tables.claims``)
+    by_seed: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -333,7 +335,8 @@ def _metric(c: ReportedCell, row: Row, mine: list[dict], constraint: dict, tol: 
         text = _mean_ci(values, 1, "%")
         if not imagenet:
             text += " (proxy; 1 seed: not a measurement)" if len(values) == 1 else " (proxy)"
-        return MetricCell("top1", paper, text, verdict, c.value, mean, len(values), _half(values))
+        by_seed = {int(r["seed"]): 100 * float(r["top1"]) for r in mine if r.get("top1") is not None}
+        return MetricCell("top1", paper, text, verdict, c.value, mean, len(values), _half(values), by_seed)
     if c.metric == "flops":
         values = [float(r["macs_scaled"] if CONVENTION == "scaled" else r["macs"]) for r in mine
                   if r.get("macs") is not None]
@@ -460,7 +463,9 @@ def to_markdown(view: TableView) -> str:
         out += ["Released architectures (`python -m baselines.zoo list`):", *[f"- {n}" for n in view.notes], ""]
     if view.skipped:
         out += ["Skipped records:", *[f"- {s}" for s in view.skipped], ""]
-    out.append(view.summary())
+    from tables.claims import render as claims  # the claims read the view: imported here, not at the top
+
+    out += [claims(view, "md"), view.summary()]
     return "\n".join(out) + "\n"
 
 
@@ -480,7 +485,7 @@ def to_csv(view: TableView) -> str:
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$",
-                "±": r"$\pm$", "—": "---"}
+                "±": r"$\pm$", "—": "---", "−": "$-$"}
 _TEX_MARKS = {"match": r"\checkmark", "outside": r"$\times$", "meets constraint": r"$\leq$",
               "over constraint": r"$>$", "meets target": r"$\leq_t$", "over target": r"$>_t$",
               "proxy": "p", "not run": "--", "not run here": "n/a", "not reported": ""}
@@ -603,9 +608,16 @@ def write_all(view: TableView, out_dir: Path, formats: Iterable[str] = ("md", "t
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    from tables.claims import evaluate
+    from tables.claims import render as claims
+
+    verdicts = evaluate(view)
     for fmt in formats:
         path = out_dir / f"table{view.table}.{fmt}"
         atomic_write_text(path, render(view, fmt))
+        written.append(path)
+        path = out_dir / f"claims{view.table}.{fmt}"  # the claims alone, in every format
+        atomic_write_text(path, claims(view, fmt, verdicts))
         written.append(path)
     if plots:
         written += plot(view, out_dir)

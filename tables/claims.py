@@ -1,0 +1,300 @@
+"""The paper's claims as tests: does each hold on our records, by how much, and how sure are we.
+
+A claim (``tables/reported/claims.csv``) names two rows of one sub-table, the columns it spans and its kind:
+*better* (our row's top-1 above the other's) or *not worse* (at least as good, within ``NOT_WORSE_MARGIN``
+points: the paper's ties). Its effect in a column is the paired difference of top-1, ours minus the other's,
+seed by seed (the same seed of both cells), in points; per column, the mean and its 95% t-interval; over
+several columns, the mean of the per-column means with its standard error from the within-column variances
+and n - C degrees of freedom (``repro.stats.pooled_effect``). Verdicts:
+
+* *holds*: the interval lies above 0 (*better*) or above -``NOT_WORSE_MARGIN`` (*not worse*);
+* *reversed*: the interval lies below 0;
+* *undecided*: neither;
+* *not measured*: fewer than two seeds paired (the line says which cells to run).
+
+Each line gives the paper's own effect beside ours (ImageNet, from ``paper.csv``), the smallest effect the
+comparison could have detected (alpha 0.05 two-sided, power 0.8, from the spread we saw), the FLOPs gap between
+the two cells, and Holm's adjusted p-value over every measured line of the table: a verdict "survives" when it
+stays under 0.05 after that adjustment for the table's many comparisons.
+
+``python -m tables claims --table 1 --profile proxy [--format md|tex|csv|all] [--out DIR]``; the rendered
+tables carry the same section under them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from repro.cost.flops import format_macs
+from repro.stats import Effect, holm, paired_effect, pooled_effect
+from tables.reported import load_reported
+
+if TYPE_CHECKING:
+    from tables.render import Row, TableView
+
+CLAIMS_CSV = Path(__file__).parent / "reported" / "claims.csv"
+KINDS = {"better": "better", "not_worse": "not worse"}
+NOT_WORSE_MARGIN = 0.5  # points of top-1: a "not worse" claim holds when its interval stays above -0.5
+ALPHA = 0.05
+VERDICTS = ("holds", "reversed", "undecided", "not measured")
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim: str  # its id, e.g. T1-channel
+    table: int
+    subtable: str
+    ours_group: str
+    ours_row: str
+    other_group: str
+    other_row: str
+    columns: tuple[str, ...]
+    kind: str  # better | not_worse
+    statement: str
+
+    @property
+    def title(self) -> str:
+        """The two rows, each with its group: "Proposed method: Channel vs Uniform rescale baseline: Channel"."""
+        return f"{self.ours_group}: {self.ours_row} vs {self.other_group}: {self.other_row}"
+
+    def paper_effect(self, column: str) -> float | None:
+        """The paper's ours-minus-other top-1 in ``column`` (ImageNet points); None where either is "—"."""
+        top1 = {(c.group, c.row): c.value for c in load_reported() if (c.table, c.subtable, c.column, c.metric)
+                == (self.table, self.subtable, column, "top1")}
+        ours, other = top1.get((self.ours_group, self.ours_row)), top1.get((self.other_group, self.other_row))
+        return None if ours is None or other is None else round(ours - other, 6)
+
+
+def load_claims(table: int | None = None, path: Path = CLAIMS_CSV) -> list[Claim]:
+    """The claims of ``table`` (every table's with None), each checked against ``paper.csv``: its rows and
+    columns must be cells of the paper's table."""
+    cells = {(c.table, c.subtable, c.group, c.row, c.column) for c in load_reported() if c.metric == "top1"}
+    out = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for i, r in enumerate(csv.DictReader(f), start=2):
+            c = Claim(r["claim"], int(r["table"]), r["subtable"], r["ours_group"], r["ours_row"], r["other_group"],
+                      r["other_row"], tuple(r["columns"].split(";")), r["kind"], r["statement"])
+            if c.kind not in KINDS:
+                raise ValueError(f"{path}:{i}: claim {c.claim} has kind {c.kind!r}; use one of {', '.join(KINDS)}")
+            for group, row in ((c.ours_group, c.ours_row), (c.other_group, c.other_row)):
+                for column in c.columns:
+                    if (c.table, c.subtable, group, row, column) not in cells:
+                        raise ValueError(f"{path}:{i}: claim {c.claim} names {group} / {row} at {column!r}, which "
+                                         f"is not a top-1 cell of Table {c.table}'s {c.subtable} sub-table in "
+                                         f"paper.csv")
+            if table is None or c.table == table:
+                out.append(c)
+    return out
+
+
+@dataclass
+class Verdict:
+    """One line of a claim: one column, or the claim pooled over its columns (``column`` = "pooled")."""
+
+    claim: Claim
+    column: str
+    verdict: str
+    effect: Effect | None = None
+    paper: float | None = None  # the paper's effect (the mean of its per-column effects when pooled)
+    flops_gap: float | None = None  # our row's mean MACs minus the other row's (scaled convention)
+    missing: list[str] = field(default_factory=list)  # why it is not measured: what to run
+    p: float = float("nan")
+    holm: float = float("nan")
+
+    @property
+    def survives(self) -> bool | None:
+        """Whether a holds/reversed verdict stays significant after Holm's adjustment; None for the others."""
+        if self.verdict not in ("holds", "reversed"):
+            return None
+        return self.holm < ALPHA
+
+
+def judge(effect: Effect, kind: str) -> str:
+    """*holds*, *reversed* or *undecided* from the interval; *not measured* without one."""
+    if effect.dof < 1 or math.isnan(effect.low):
+        return "not measured"
+    floor = 0.0 if kind == "better" else -NOT_WORSE_MARGIN
+    if effect.low > floor:
+        return "holds"
+    if effect.high < 0:
+        return "reversed"
+    return "undecided"
+
+
+def _p(effect: Effect, kind: str, verdict: str) -> float:
+    """The p-value of the test behind the verdict: against 0, or, for a *not worse* claim that is not
+    reversed, against its margin."""
+    if verdict == "not measured":
+        return float("nan")
+    against = -NOT_WORSE_MARGIN if kind == "not_worse" and verdict != "reversed" else 0.0
+    return effect.p_value(against)
+
+
+def _find(view: TableView, subtable: str, group: str, row: str, column: str) -> Row | None:
+    for r in view.rows:
+        if (r.subtable, r.group, r.row, r.column) == (subtable, group, row, column):
+            return r
+    return None
+
+
+def _to_run(view: TableView, row: Row) -> str:
+    """The command that runs a row's cells with the seeds a paired interval needs."""
+    return f"python -m repro run-table {view.table} --method {row.method} --profile {view.profile} --seeds=0,1,2,3,4"
+
+
+def evaluate(view: TableView, claims: list[Claim] | None = None) -> list[Verdict]:
+    """Every claim of the view's table judged on its records, Holm's adjustment across all measured lines."""
+    claims = load_claims(view.table) if claims is None else claims
+    out: list[Verdict] = []
+    for claim in claims:
+        columns: list[list[float]] = []
+        lines: list[Verdict] = []
+        for column in claim.columns:
+            ours = _find(view, claim.subtable, claim.ours_group, claim.ours_row, column)
+            other = _find(view, claim.subtable, claim.other_group, claim.other_row, column)
+            line = Verdict(claim, column, "not measured", paper=claim.paper_effect(column))
+            missing = [_to_run(view, r) for r in (ours, other) if r is not None and not _seeds(r)]
+            if ours is None or other is None:  # load_claims checked the rows against paper.csv: a planted view
+                missing.append(f"the view has no {claim.ours_row if ours is None else claim.other_row} at {column}")
+            if missing:
+                line.missing = missing
+                lines.append(line)
+                columns.append([])
+                continue
+            a, b = _seeds(ours), _seeds(other)
+            common = sorted(set(a) & set(b))
+            diffs = [a[s] - b[s] for s in common]
+            columns.append(diffs)
+            gaps = [r.metrics["flops"].ours_value for r in (ours, other) if "flops" in r.metrics]
+            if len(gaps) == 2 and None not in gaps:
+                line.flops_gap = float(gaps[0]) - float(gaps[1])
+            if len(common) < 2:
+                line.missing = list(dict.fromkeys(_to_run(view, r) for r in (ours, other)))
+                line.effect = paired_effect(diffs) if diffs else None
+                lines.append(line)
+                continue
+            line.effect = paired_effect(diffs)
+            line.verdict = judge(line.effect, claim.kind)
+            line.p = _p(line.effect, claim.kind, line.verdict)
+            lines.append(line)
+        if len(claim.columns) > 1:
+            papers = [claim.paper_effect(c) for c in claim.columns]
+            pooled = Verdict(claim, "pooled", "not measured",
+                             paper=None if None in papers else sum(papers) / len(papers))
+            if any(len(d) < 2 for d in columns):  # what to run is on the columns' lines
+                pooled.missing = list(dict.fromkeys(m for line in lines for m in line.missing))
+            else:
+                pooled.effect = pooled_effect(columns)
+                pooled.verdict = judge(pooled.effect, claim.kind)
+                pooled.p = _p(pooled.effect, claim.kind, pooled.verdict)
+            lines.append(pooled)
+        out += lines
+    for line, adjusted in zip(out, holm([v.p for v in out]), strict=True):
+        line.holm = adjusted
+    return out
+
+
+def _seeds(row: Row) -> dict[int, float]:
+    mc = row.metrics.get("top1")
+    return dict(mc.by_seed) if mc is not None else {}
+
+
+# --- formats ----------------------------------------------------------------------------------------
+
+HEAD = ["claim", "column", "n", "ours − other, points [95% CI]", "paper (ImageNet)", "detectable", "FLOPs gap",
+        "verdict", "Holm p", "survives"]
+
+
+def _signed(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None or math.isnan(x) else f"{x:+.{digits}f}"
+
+
+def _cells(v: Verdict) -> list[str]:
+    e = v.effect
+    if e is None:
+        effect, n, detectable = "—", "0", "—"
+    elif math.isnan(e.low):
+        effect, n, detectable = f"{e.mean:+.1f} (1 seed: no interval)", str(e.n), "—"
+    else:
+        effect, n, detectable = f"{e.mean:+.1f} [{e.low:+.1f}, {e.high:+.1f}]", str(e.n), f"{e.detectable:.1f}"
+    gap = "—" if v.flops_gap is None else ("+" if v.flops_gap >= 0 else "−") + format_macs(abs(v.flops_gap))
+    survives = {True: "yes", False: "no", None: "—"}[v.survives]
+    column = f"pooled ({len(v.claim.columns)} columns)" if v.column == "pooled" else v.column
+    holm_p = "—" if math.isnan(v.holm) else f"{v.holm:.3g}"
+    return [f"{v.claim.claim} ({KINDS[v.claim.kind]})", column, n, effect, _signed(v.paper), detectable, gap,
+            v.verdict, holm_p, survives]
+
+
+def summary(verdicts: list[Verdict]) -> str:
+    counts = dict.fromkeys(VERDICTS, 0)
+    for v in verdicts:
+        counts[v.verdict] += 1
+    surviving = sum(bool(v.survives) for v in verdicts)
+    return (f"{counts['holds']} hold, {counts['reversed']} reversed, {counts['undecided']} undecided, "
+            f"{counts['not measured']} not measured; {surviving} of the decided survive Holm's adjustment")
+
+
+def to_markdown(view: TableView, verdicts: list[Verdict]) -> str:
+    out = [f"### The paper's claims, Table {view.table} on the {view.profile} profile", "",
+           "Effect: our row's top-1 minus the other row's, paired by seed in the same column, in points; mean and "
+           "95% t-interval (pooled: the mean of the column means, n - columns degrees of freedom). *holds*: the "
+           f"interval above 0 (*not worse*: above -{NOT_WORSE_MARGIN}); *reversed*: below 0. Detectable: the "
+           "smallest effect this comparison finds with power 0.8 at alpha 0.05. FLOPs gap: our cell's mean MACs "
+           "minus the other's. Holm p: adjusted over every measured line below."
+           + ("" if view.profile == "imagenet" else f" Ours are {view.profile}-profile proxy accuracies; the "
+              "paper's effects are ImageNet's."), "",
+           "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    for v in verdicts:
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(v)) + " |")
+    out += ["", "The claims:"]
+    out += [f"- {c.claim}: {c.title}; {c.statement}." for c in dict.fromkeys(v.claim for v in verdicts)]
+    to_run = list(dict.fromkeys(m for v in verdicts for m in v.missing))
+    if to_run:
+        out += ["", "To measure the claims not measured (two or more seeds of both rows of each):"]
+        out += [f"- `{m}`" if m.startswith("python ") else f"- {m}" for m in to_run]
+    out += ["", f"Claims: {summary(verdicts)}."]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(view: TableView, verdicts: list[Verdict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["table", "profile", "claim", "kind", "ours_row", "other_row", "column", "n", "dof", "effect",
+                "low", "high", "detectable", "paper_effect", "flops_gap_macs", "verdict", "p", "holm_p", "survives",
+                "missing"])
+    for v in verdicts:
+        e = v.effect
+        num = (lambda x: "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.6g}")  # noqa: E731
+        w.writerow([view.table, view.profile, v.claim.claim, v.claim.kind, v.claim.ours_row, v.claim.other_row,
+                    v.column, e.n if e else 0, e.dof if e else "", num(e.mean if e else None),
+                    num(e.low if e else None), num(e.high if e else None), num(e.detectable if e else None),
+                    num(v.paper), num(v.flops_gap), v.verdict, num(v.p), num(v.holm),
+                    {True: "yes", False: "no", None: ""}[v.survives], "; ".join(v.missing)])
+    return buf.getvalue()
+
+
+def to_latex(view: TableView, verdicts: list[Verdict]) -> str:
+    from tables.render import _tex
+
+    lines = [r"\begin{tabular}{llrllllll}", r"\toprule",
+             " & ".join(_tex(h) for h in HEAD[:-1]) + r" \\", r"\midrule"]
+    for v in verdicts:
+        cells = _cells(v)[:-1]
+        cells[7] = v.verdict  # the what-to-run hint stays in the Markdown and CSV
+        lines.append(" & ".join(_tex(c) for c in cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def render(view: TableView, fmt: str, verdicts: list[Verdict] | None = None) -> str:
+    verdicts = evaluate(view) if verdicts is None else verdicts
+    return {"md": to_markdown, "tex": to_latex, "csv": to_csv}[fmt](view, verdicts)
+
+
+__all__ = ["CLAIMS_CSV", "Claim", "NOT_WORSE_MARGIN", "Verdict", "evaluate", "judge", "load_claims", "render",
+           "summary"]
