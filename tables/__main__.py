@@ -72,7 +72,7 @@ def _main(a: argparse.Namespace) -> int:
     view.notes = table_notes(a.table)
     out = a.out or (results if a.format == "all" else None)
     if a.command == "claims":
-        return _claims(view, a.format, out)
+        return _claims(view, a.format, out, plots=not a.no_plots)
     if out is not None:
         try:
             for path in write_all(view, out, plots=not a.no_plots):
@@ -85,9 +85,9 @@ def _main(a: argparse.Namespace) -> int:
     return 0
 
 
-def _claims(view, fmt: str, out: Path | None) -> int:
+def _claims(view, fmt: str, out: Path | None, plots: bool) -> int:
     from repro.atomic import atomic_write_text
-    from tables.claims import evaluate
+    from tables.claims import evaluate, plot
     from tables.claims import render as claims
 
     verdicts = evaluate(view)
@@ -97,6 +97,8 @@ def _claims(view, fmt: str, out: Path | None) -> int:
             for f in (("md", "tex", "csv") if fmt == "all" else (fmt,)):
                 path = out / f"claims{view.table}.{f}"
                 atomic_write_text(path, claims(view, f, verdicts))
+                print(f"wrote {path}", file=sys.stderr)
+            for path in plot(view, verdicts, out) if plots else []:
                 print(f"wrote {path}", file=sys.stderr)
         except OSError as e:
             print(f"error: {getattr(e, 'strerror', None) or e} (writing the claims into {out}: pass --out a "

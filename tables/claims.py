@@ -240,7 +240,10 @@ def summary(verdicts: list[Verdict]) -> str:
 
 
 def to_markdown(view: TableView, verdicts: list[Verdict]) -> str:
-    out = [f"### The paper's claims, Table {view.table} on the {view.profile} profile", "",
+    data = ([f"Data: {view.datasets[0]}", ""] if len(view.datasets) == 1 else
+            ["Data (the records are of several data sets):", *[f"- {d}" for d in view.datasets], ""]
+            if view.datasets else [])
+    out = [f"### The paper's claims, Table {view.table} on the {view.profile} profile", "", *data,
            "Effect: our row's top-1 minus the other row's, paired by seed in the same column, in points; mean and "
            "95% t-interval (pooled: the mean of the column means, n - columns degrees of freedom). *holds*: the "
            f"interval above 0 (*not worse*: above -{NOT_WORSE_MARGIN}); *reversed*: below 0. Detectable: the "
@@ -291,10 +294,60 @@ def to_latex(view: TableView, verdicts: list[Verdict]) -> str:
     return "\n".join(lines)
 
 
+def plot(view: TableView, verdicts: list[Verdict], out_dir: Path) -> list[Path]:
+    """One figure per table, ``claims<N>.{png,pdf}``: a line per claim and column (pooled lines bold), the
+    paper's ImageNet effect on the left and ours with its 95% interval on the right. A proxy effect never
+    shares an axis with ImageNet's: the panels share theirs only on the imagenet profile. Returns the files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from repro.atomic import atomic_write_bytes
+
+    imagenet = view.profile == "imagenet"
+    labels = [f"{v.claim.claim} {v.column}" for v in verdicts]
+    ys = list(range(len(verdicts)))[::-1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.28 * len(verdicts) + 1.6), sharey=True,
+                                      sharex=imagenet)
+    colors = {"holds": "tab:green", "reversed": "tab:red", "undecided": "tab:gray", "not measured": "white"}
+    for y, v in zip(ys, verdicts, strict=True):
+        weight = 2.0 if v.column == "pooled" else 1.0
+        if v.paper is not None:
+            left.plot([v.paper], [y], "o", color="black", markersize=3 + weight)
+        e = v.effect
+        if e is not None and not math.isnan(e.low):
+            right.errorbar([e.mean], [y], xerr=[[e.mean - e.low], [e.high - e.mean]], fmt="s", capsize=3,
+                           color=colors[v.verdict], ecolor="black", elinewidth=weight, markeredgecolor="black")
+        elif e is not None:
+            right.plot([e.mean], [y], "x", color="black")  # one seed: a draw, no interval
+    for ax in (left, right):
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.grid(alpha=0.3, axis="x")
+    right.axvline(-NOT_WORSE_MARGIN, color="black", linewidth=0.6, linestyle=":")
+    left.set_yticks(ys, labels, fontsize=6)
+    left.set_xlabel("the paper's effect, ImageNet top-1 points")
+    right.set_xlabel(f"ours, {'ImageNet' if imagenet else 'proxy'} top-1 points ({view.profile} profile)\n"
+                     f"95% t-intervals: green holds, red reversed, grey undecided; x: one seed; dotted: "
+                     f"-{NOT_WORSE_MARGIN} (not worse)", fontsize=7)
+    fig.suptitle(f"Table {view.table}: the paper's claims, ours minus the other row, paired by seed "
+                 f"({summary(verdicts)})", fontsize=8)
+    fig.tight_layout()
+    written = []
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=150)
+        path = Path(out_dir) / f"claims{view.table}.{ext}"
+        atomic_write_bytes(path, buf.getvalue())
+        written.append(path)
+    plt.close(fig)
+    return written
+
+
 def render(view: TableView, fmt: str, verdicts: list[Verdict] | None = None) -> str:
     verdicts = evaluate(view) if verdicts is None else verdicts
     return {"md": to_markdown, "tex": to_latex, "csv": to_csv}[fmt](view, verdicts)
 
 
-__all__ = ["CLAIMS_CSV", "Claim", "NOT_WORSE_MARGIN", "Verdict", "evaluate", "judge", "load_claims", "render",
-           "summary"]
+__all__ = ["CLAIMS_CSV", "Claim", "NOT_WORSE_MARGIN", "Verdict", "evaluate", "judge", "load_claims", "plot",
+           "render", "summary"]

@@ -620,5 +620,8 @@ def write_all(view: TableView, out_dir: Path, formats: Iterable[str] = ("md", "t
         atomic_write_text(path, claims(view, fmt, verdicts))
         written.append(path)
     if plots:
+        from tables.claims import plot as plot_claims
+
         written += plot(view, out_dir)
+        written += plot_claims(view, verdicts, out_dir)
     return written

@@ -141,5 +141,6 @@ def test_the_rendered_table_carries_the_claims_and_the_cli_prints_them(tmp_path)
                           cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "| T1-channel (better) | pooled (3 columns) | 15 | +3.0 [" in done.stdout
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["claims1.csv", "claims1.md", "claims1.tex"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == [f"claims1.{e}" for e in ("csv", "md", "pdf", "png", "tex")]
     assert "T1-channel,better,Channel,Channel,pooled,15,12,3," in (tmp_path / "out" / "claims1.csv").read_text()
