@@ -28,14 +28,15 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from repro.cost.flops import format_macs
 from repro.stats import Effect, holm, paired_effect, pooled_effect
 from tables.reported import load_reported
+from tables.tex import tex as _tex
 
-if TYPE_CHECKING:
-    from tables.render import Row, TableView
+if TYPE_CHECKING:  # the renderer's view, read here, typed loosely: tables.render imports this module
+    Row = TableView = Any
 
 CLAIMS_CSV = Path(__file__).parent / "reported" / "claims.csv"
 KINDS = {"better": "better", "not_worse": "not worse"}
@@ -204,6 +205,44 @@ def _seeds(row: Row) -> dict[int, float]:
     return dict(mc.by_seed) if mc is not None else {}
 
 
+PAPER_SEARCH_FRACTION = 0.25  # the paper: the joint search costs about a quarter of training from scratch
+
+
+@dataclass(frozen=True)
+class SearchCost:
+    """One proposed cell's search beside its retraining: compute (image-MACs, ``repro.search.proposed``) and
+    wall time, with the profile's ``epochs_fraction`` (the share of the retraining's epochs the search runs)."""
+
+    variant: str
+    column: str
+    seed: int
+    epochs_fraction: float | None
+    macs_ratio: float | None
+    seconds_ratio: float | None
+
+
+def search_costs(view: TableView) -> list[SearchCost]:
+    """The search cost of every proposed cell the view shows, in the order of the table's records."""
+    from tables.spec import column_constraint
+
+    out = []
+    for rec in view.records:
+        if rec.get("method") != "proposed":
+            continue
+        search = (rec.get("extra") or {}).get("search") or {}
+        compute = search.get("compute") or {}
+        fraction = compute.get("epochs_fraction", (search.get("config") or {}).get("epochs_fraction"))
+        seconds, retrain = rec.get("search_seconds"), rec.get("retrain_seconds")
+        kind, limit = (rec.get("constraint") or {}).get("kind"), (rec.get("constraint") or {}).get("limit")
+        row = next((r for r in view.rows if (r.method, r.variant, r.subtable) == ("proposed", rec.get("variant"), kind)
+                    and limit is not None and math.isclose(column_constraint(r.subtable, r.column).limit,
+                                                           float(limit), rel_tol=1e-9)), None)
+        out.append(SearchCost(row.row if row else str(rec.get("variant")), row.column if row else str(limit),
+                              int(rec.get("seed", 0)), fraction, compute.get("ratio"),
+                              seconds / retrain if seconds is not None and retrain else None))
+    return out
+
+
 # --- formats ----------------------------------------------------------------------------------------
 
 HEAD = ["claim", "column", "n", "ours − other, points [95% CI]", "paper (ImageNet)", "detectable", "FLOPs gap",
@@ -260,6 +299,18 @@ def to_markdown(view: TableView, verdicts: list[Verdict]) -> str:
     if to_run:
         out += ["", "To measure the claims not measured (two or more seeds of both rows of each):"]
         out += [f"- `{m}`" if m.startswith("python ") else f"- {m}" for m in to_run]
+    costs = search_costs(view)
+    if costs:
+        out += ["", f"The search's cost against retraining the network it found from scratch (the paper: about "
+                f"{PAPER_SEARCH_FRACTION:g}): compute in image-MACs at ImageNet geometry (a training step counts "
+                "three forward passes, a score one) and wall time, per proposed cell and seed, with the share of "
+                "the retraining's epochs the search ran (`methods.proposed.epochs_fraction`).", "",
+                "| row | column | seed | epochs fraction | compute ratio | time ratio |", "|---|---|---|---|---|---|"]
+        num = (lambda x: "—" if x is None else f"{x:.3g}")  # noqa: E731
+        for c in costs:
+            out.append(f"| {c.variant} | {c.column} | {c.seed} | {num(c.epochs_fraction)} | "
+                       f"{num(c.macs_ratio) if c.macs_ratio is not None else '— (searched before it was counted)'} "
+                       f"| {num(c.seconds_ratio)} |")
     out += ["", f"Claims: {summary(verdicts)}."]
     return "\n".join(out) + "\n"
 
@@ -282,8 +333,6 @@ def to_csv(view: TableView, verdicts: list[Verdict]) -> str:
 
 
 def to_latex(view: TableView, verdicts: list[Verdict]) -> str:
-    from tables.render import _tex
-
     lines = [r"\begin{tabular}{llrllllll}", r"\toprule",
              " & ".join(_tex(h) for h in HEAD[:-1]) + r" \\", r"\midrule"]
     for v in verdicts:

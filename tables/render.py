@@ -44,6 +44,7 @@ from repro.results import RecordError, load_records
 from repro.stats import t_half_width
 from tables.reported import ReportedCell, load_reported
 from tables.spec import FAMILY_OF_TABLE, cell_target, column_constraint, row_spec, table_cells
+from tables.tex import tex as _tex
 
 SUBTABLE_TITLES = {"flops": "Under FLOPs constraints", "gpu_latency": "Under GPU latency constraints",
                    "cpu_latency": "Under CPU latency constraints"}
@@ -120,6 +121,8 @@ class TableView:
     # what a reader needs to know about where a row's numbers come from (``tables/reported/notes.csv``, and
     # the recipe our records of that row used), one line each
     row_notes: list[str] = field(default_factory=list)
+    # the records the cells show (their top-1 and FLOPs), for what reads more of them (``tables.claims``)
+    records: list[dict] = field(default_factory=list)
 
     def subtables(self) -> list[str]:
         return list(dict.fromkeys(r.subtable for r in self.rows))
@@ -283,7 +286,8 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
         if c.metric != "optimization_time":
             shown.update((str(r.get("key")), r) for r in mine)
     return TableView(table, family, profile, tol, list(rows.values()), skipped,
-                     datasets=_datasets(list(shown.values())), row_notes=_row_notes(table, list(shown.values())))
+                     datasets=_datasets(list(shown.values())), row_notes=_row_notes(table, list(shown.values())),
+                     records=list(shown.values()))
 
 
 NOTES_CSV = Path(__file__).parent / "reported" / "notes.csv"
@@ -483,16 +487,9 @@ def to_csv(view: TableView) -> str:
     return buf.getvalue()
 
 
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$",
-                "±": r"$\pm$", "—": "---", "−": "$-$"}
 _TEX_MARKS = {"match": r"\checkmark", "outside": r"$\times$", "meets constraint": r"$\leq$",
               "over constraint": r"$>$", "meets target": r"$\leq_t$", "over target": r"$>_t$",
               "proxy": "p", "not run": "--", "not run here": "n/a", "not reported": ""}
-
-
-def _tex(s: str) -> str:
-    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in s)
 
 
 def _tex_cell(mc: MetricCell | None) -> str:

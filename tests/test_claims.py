@@ -144,3 +144,12 @@ def test_the_rendered_table_carries_the_claims_and_the_cli_prints_them(tmp_path)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == [f"claims1.{e}" for e in ("csv", "md", "pdf", "png", "tex")]
     assert "T1-channel,better,Channel,Channel,pooled,15,12,3," in (tmp_path / "out" / "claims1.csv").read_text()
+
+
+def test_the_search_cost_of_each_proposed_cell_is_printed_beside_the_papers_quarter(tmp_path):
+    compute = {"ratio": 0.2716, "epochs_fraction": 0.25, "search_image_macs": 2716, "retrain_image_macs": 10000}
+    _record(tmp_path, "proposed", "channel", column_constraint("flops", "150M"), seed=3, macs_scaled=149e6,
+            extra={"search": {"compute": compute}})
+    md = render(build_view(1, tmp_path, "smoke"), "md")
+    assert "(the paper: about 0.25)" in md
+    assert "| Channel | 150M | 3 | 0.25 | 0.272 | — |" in md  # the record has no search or retraining seconds

@@ -378,6 +378,16 @@ def test_an_interrupted_search_resumes_to_the_same_architecture(tiny_data, tmp_p
     assert resumed.info["resumed_at_step"] > 0
     assert resumed.arch == whole.arch and resumed.info["vector"] == whole.info["vector"]
     assert resumed.info["last_loss"] == whole.info["last_loss"]
+    # the compute it spent counts the interrupted part too: the same as the uninterrupted run's
+    compute = whole.info["compute"]
+    assert resumed.info["compute"] == compute
+    assert compute["search_image_macs"] == compute["weight_step_image_macs"] + compute["score_image_macs"]
+    assert compute["weight_step_image_macs"] > 0 and compute["score_image_macs"] > 0
+    from repro.cost.flops import count_macs
+
+    train_images = sum(data.manifest["counts"]["train"].values())
+    assert compute["retrain_image_macs"] == 3 * 2 * train_images * count_macs(whole.arch)
+    assert compute["ratio"] == pytest.approx(compute["search_image_macs"] / compute["retrain_image_macs"])
     again = run(tmp_path / "cut")  # a finished search is read back, not run again
     assert again.arch == resumed.arch and again.seconds == resumed.seconds
 

@@ -41,6 +41,7 @@ from torch import nn
 from repro.arch import ArchConfig
 from repro.config import to_mapping
 from repro.cost.budget import Budget
+from repro.cost.flops import count_macs
 from repro.method import Context, Method, SearchResult
 from repro.profiles import TrainConfig
 from repro.registry import register
@@ -92,6 +93,9 @@ class NetworkProblem:
         self.normalize, self.resolution_of = normalize, resolution_of
         self.label_smoothing, self.dtype, self.device = label_smoothing, dtype, device
         self.archs_trained: list[ArchConfig] = []
+        # the compute this process spent, in image-MACs at ImageNet geometry (``repro.cost.flops.count_macs`` of
+        # each sampled network, times the images it saw): the search's cost against a retraining's (claims)
+        self.compute = {"weight_step_image_macs": 0, "score_image_macs": 0}
 
     def weight_step(self, arch: ArchConfig, step: int) -> float:
         from repro.data.loaders import resize_batch
@@ -102,6 +106,7 @@ class NetworkProblem:
         self.train_model.train()
         x, y = next(self.train_batches)
         x = resize_batch(self.normalize(x), self.resolution_of(arch))
+        self.compute["weight_step_image_macs"] += len(x) * count_macs(arch)
         loss = train_step(self.train_model, x, y.to(self.device), self.optimizer, self.scaler,
                           self.label_smoothing, self.dtype)
         self.scheduler.step()
@@ -120,6 +125,7 @@ class NetworkProblem:
         try:
             for arch in archs:
                 net.set_arch(arch)
+                self.compute["score_image_macs"] += len(x) * count_macs(arch)
                 with torch.autocast(x.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                     logits = net(resize_batch(x, self.resolution_of(arch))).float()
                 losses.append(F.cross_entropy(logits, y))
@@ -212,17 +218,18 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
     normalize = Normalize(channels_last=channels_last).to(device)
     main = is_main()
     ckpt = ctx.store.folder / CHECKPOINT
-    state, earlier = _resume(ckpt, device, parts, world, total, ctx.log if main else lambda _s: None)
+    state, earlier, compute = _resume(ckpt, device, parts, world, total, ctx.log if main else lambda _s: None)
     problem = NetworkProblem(supernet, train_model, optimizer, scheduler, scaler,
                              _cycle(train_loader, 0 if state is None else state.next_step),
                              _cycle(score_loader, 0 if state is None else state.done_hyper), normalize,
                              lambda a: data_resolution(a.resolution, base), recipe.label_smoothing, dtype, device)
+    problem.compute.update(compute)  # what the interrupted part spent
     start = time.perf_counter()
 
     def save(st) -> None:
         if main:
             save_state(ctx.store.path(CHECKPOINT), parts, joint=st, world=world, total=total,
-                       seconds=earlier + time.perf_counter() - start)
+                       seconds=earlier + time.perf_counter() - start, compute=dict(problem.compute))
         barrier()
     if main:
         ctx.log(f"proposed {space.variant} search on {space.family}: {space.dim} coordinates, {total} weight steps "
@@ -239,6 +246,8 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
     seconds = earlier + time.perf_counter() - start
     trajectory = outcome.trajectory
     summary = _summary(space, budget, outcome, seconds=seconds, resumed_at=done, weight_steps=total)
+    summary["compute"] = _compute(problem.compute, world, outcome.arch, recipe.epochs,
+                                  sum(data.manifest["counts"]["train"].values()), cfg.epochs_fraction)
     if main:
         write_trajectory(ctx.store.path("trajectory.jsonl"), trajectory, space.names)
         if trajectory:
@@ -249,20 +258,34 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
     return outcome, summary
 
 
+def _compute(counted: dict[str, int], world: int, arch: ArchConfig, epochs: int, train_images: int,
+             epochs_fraction: float) -> dict[str, Any]:
+    """The search's compute beside a from-scratch retraining of the network it found, in image-MACs at ImageNet
+    geometry: a training step costs three forward passes (the forward and a backward twice its size), a score
+    one. The retraining is ``epochs`` over every training image, counted the same way."""
+    steps, scores = 3 * counted["weight_step_image_macs"] * world, counted["score_image_macs"] * world
+    retrain = 3 * epochs * train_images * count_macs(arch)
+    return {"search_image_macs": steps + scores, "weight_step_image_macs": steps, "score_image_macs": scores,
+            "retrain_image_macs": retrain, "ratio": (steps + scores) / retrain if retrain else None,
+            "epochs_fraction": epochs_fraction,
+            "convention": "image-MACs at ImageNet geometry; a training step 3 forward passes, a score 1"}
+
+
 def _resume(ckpt: Path, device: torch.device, parts: dict[str, Any], world: int, total: int,
-            log: Callable[[str], None]) -> tuple[JointState | None, float]:
-    """The joint run's state and the seconds spent before an interruption, restored into ``parts`` from the
-    search's checkpoint; (None, 0) without one. A checkpoint of another process count or length is refused."""
+            log: Callable[[str], None]) -> tuple[JointState | None, float, dict[str, int]]:
+    """The joint run's state, the seconds and the compute (``NetworkProblem.compute``) spent before an
+    interruption, restored into ``parts`` from the search's checkpoint; (None, 0, {}) without one. A
+    checkpoint of another process count or length is refused."""
     saved = load_state(ckpt, device, parts, log)
     if saved is None:
-        return None, 0.0
+        return None, 0.0, {}
     if (saved.get("world"), saved.get("total")) != (world, total):
         raise ValueError(f"{ckpt} was written by a run of {saved.get('total')} weight steps on "
                          f"{saved.get('world')} process(es); this one has {total} on {world}: resume with the "
                          f"same process count, or delete the checkpoint to start the search again")
     state = saved["joint"]
     log(f"resumed the search from {ckpt} at weight step {state.next_step} of {total}")
-    return state, saved["seconds"]
+    return state, saved["seconds"], dict(saved.get("compute") or {})
 
 
 def _loaders(ctx: Context[ProposedConfig], recipe: TrainConfig, score_batch_size: int, decode_at: int, world: int):
