@@ -30,7 +30,7 @@ LAYERS: dict[str, str] = {
     **dict.fromkeys(["repro.search.*", "baselines", "baselines.amc", "baselines.amc_ddpg", "baselines.autopruner",
                      "baselines.cp", "baselines.metapruning", "baselines.metapruning_net",
                      "baselines.metapruning_train", "baselines.netadapt", "baselines.sfp", "baselines.thinet",
-                     "baselines.uniform"], "methods"),
+                     "baselines.uniform", "baselines.random_search"], "methods"),
     "baselines.zoo.*": "zoo",  # the architectures the baselines' authors released: data, read by the tables
     "repro.results": "records",
     "tables.*": "tables",
