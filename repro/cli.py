@@ -97,7 +97,7 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
 
         data = prepare_data(profile, quiet=args.quiet) if read_manifest(data_folder(profile)) else None
         for i, st in enumerate(statuses(args.table, profile, data, results, args.all_cells,
-                                        args.target or "published")):
+                                        args.target or "published", args.controls)):
             print(f"{i:3d}  {st.key or '(data not prepared)':16}  {st.cell.label:56}  {st.status}"
                   f"{'' if len(profile.seeds) == 1 else f' seed {st.seed}'}")
         return 0
@@ -107,7 +107,7 @@ def _run_table(args: argparse.Namespace, overrides: list[str]) -> int:
         share_cores(args.jobs)  # refuses a count the machine cannot give before any work
     data = prepare_data(profile, quiet=args.quiet)
     counts = run_table(args.table, profile, data, results, args.all_cells, quiet=args.quiet, methods=args.method,
-                       jobs=args.jobs, target=args.target or "published")
+                       jobs=args.jobs, target=args.target or "published", controls=args.controls)
     if not is_main():
         return 1 if counts["failed"] else 0
     print(f"table {args.table} on {profile.name}: {counts['ran']} ran, {counts['cached']} already done, "
@@ -134,7 +134,8 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
             raise ValueError(f"--table/--index name the whole cell; drop {', '.join(ignored)} (or drop --table and "
                              f"--index and name the cell by --method --variant --family and its limit)")
         data = prepare_data(profile, quiet=args.quiet)
-        listed = statuses(args.table, profile, data, results, args.all_cells, args.target or "published")
+        listed = statuses(args.table, profile, data, results, args.all_cells, args.target or "published",
+                          args.controls)
         if not 0 <= args.index < len(listed):
             raise ValueError(f"--index {args.index} is outside 0..{len(listed) - 1} for table {args.table}")
         st = listed[args.index]
@@ -293,6 +294,9 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", help="where records go (default results/<profile>)")
     p.add_argument("--data", help="the prepared data folder (shorthand for --data.path=DIR)")
     p.add_argument("--all-cells", action="store_true", help="also the cells the paper leaves empty (—)")
+    p.add_argument("--controls", action="store_true",
+                   help="also the control rows the paper lacks (tables/controls.csv: the best of k random "
+                        "architectures at equal cost), listed after the paper's cells")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -61,11 +61,11 @@ def blocked_reason(cell: Cell) -> str | None:
 
 
 def statuses(table: int, profile: Profile, data: PreparedData | None, results: Path,
-             all_cells: bool = False, target: str = "published") -> list[CellStatus]:
+             all_cells: bool = False, target: str = "published", controls: bool = False) -> list[CellStatus]:
     """Every cell of ``table`` (at its operating point, or at its header with ``target="header"``) and seed of
     the profile, with its key and whether its record exists."""
     out = []
-    for cell in table_cells(table, all_cells, target):
+    for cell in table_cells(table, all_cells, target, controls):
         for seed in profile.seeds:
             why = blocked_reason(cell)
             key = None if data is None else cell_key(cell.method, cell.variant, cell.family, cell.constraint,
@@ -112,18 +112,20 @@ def share_cores(jobs: int, mine: list[int] | None = None) -> list[list[int]]:
 
 def run_table(table: int, profile: Profile, data: PreparedData, results: Path, all_cells: bool = False,
               log: Callable[[str], None] = print, quiet: bool = False,
-              methods: list[str] | None = None, jobs: int | None = 1, target: str = "published") -> dict[str, int]:
+              methods: list[str] | None = None, jobs: int | None = 1, target: str = "published",
+              controls: bool = False) -> dict[str, int]:
     """Run every runnable cell (of ``methods`` only, when given) in ``jobs`` processes (None: ``default_jobs``),
     each at its operating point (``target="header"``: at its column's header); a failing cell is reported and
     the others go on. Returns counts."""
     counts = {"ran": 0, "cached": 0, "failed": 0, "not available": 0}
-    todo = statuses(table, profile, data, results, all_cells, target)
+    todo = statuses(table, profile, data, results, all_cells, target, controls)
     if methods:
         known = {st.cell.method for st in todo}
         unknown = sorted(set(methods) - known)
         if unknown:
+            hint = "" if controls or "random" not in unknown else " (the random control's rows run with --controls)"
             raise ValueError(f"--method {', '.join(unknown)}: table {table} has no such rows; its methods: "
-                             f"{', '.join(sorted(known))}")
+                             f"{', '.join(sorted(known))}{hint}")
         todo = [st for st in todo if st.cell.method in methods]
     runnable = [st for st in todo if st.status == "pending"]
     jobs = default_jobs(len(runnable)) if jobs is None else jobs

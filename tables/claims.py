@@ -74,7 +74,10 @@ class Claim:
 def load_claims(table: int | None = None, path: Path = CLAIMS_CSV) -> list[Claim]:
     """The claims of ``table`` (every table's with None), each checked against ``paper.csv``: its rows and
     columns must be cells of the paper's table."""
+    from tables.spec import load_controls
+
     cells = {(c.table, c.subtable, c.group, c.row, c.column) for c in load_reported() if c.metric == "top1"}
+    cells |= {(c.table, c.subtable, c.group, c.row, column) for c in load_controls() for column in c.columns}
     out = []
     with open(path, newline="", encoding="utf-8") as f:
         for i, r in enumerate(csv.DictReader(f), start=2):
@@ -87,7 +90,7 @@ def load_claims(table: int | None = None, path: Path = CLAIMS_CSV) -> list[Claim
                     if (c.table, c.subtable, group, row, column) not in cells:
                         raise ValueError(f"{path}:{i}: claim {c.claim} names {group} / {row} at {column!r}, which "
                                          f"is not a top-1 cell of Table {c.table}'s {c.subtable} sub-table in "
-                                         f"paper.csv")
+                                         f"paper.csv nor a control row's (tables/controls.csv)")
             if table is None or c.table == table:
                 out.append(c)
     return out
@@ -148,6 +151,17 @@ def _to_run(view: TableView, row: Row) -> str:
     return f"python -m repro run-table {view.table} --method {row.method} --profile {view.profile} --seeds=0,1,2,3,4"
 
 
+def _control_to_run(view: TableView, subtable: str, group: str, row: str) -> str | None:
+    """The command that runs a control row's cells, or None when the row is not a control."""
+    from tables.spec import load_controls
+
+    for c in load_controls():
+        if (c.table, c.subtable, c.group, c.row) == (view.table, subtable, group, row):
+            return (f"python -m repro run-table {view.table} --controls --method {c.method} --profile {view.profile} "
+                    f"--seeds=0,1,2,3,4")
+    return None
+
+
 def evaluate(view: TableView, claims: list[Claim] | None = None) -> list[Verdict]:
     """Every claim of the view's table judged on its records, Holm's adjustment across all measured lines."""
     claims = load_claims(view.table) if claims is None else claims
@@ -160,8 +174,11 @@ def evaluate(view: TableView, claims: list[Claim] | None = None) -> list[Verdict
             other = _find(view, claim.subtable, claim.other_group, claim.other_row, column)
             line = Verdict(claim, column, "not measured", paper=claim.paper_effect(column))
             missing = [_to_run(view, r) for r in (ours, other) if r is not None and not _seeds(r)]
-            if ours is None or other is None:  # load_claims checked the rows against paper.csv: a planted view
-                missing.append(f"the view has no {claim.ours_row if ours is None else claim.other_row} at {column}")
+            for group, name, row in ((claim.ours_group, claim.ours_row, ours), (claim.other_group, claim.other_row,
+                                                                                 other)):
+                if row is None:  # a control row without records (the view shows those it has), or a planted view
+                    missing.append(_control_to_run(view, claim.subtable, group, name)
+                                   or f"the view has no {name} at {column}")
             if missing:
                 line.missing = missing
                 lines.append(line)
@@ -299,6 +316,12 @@ def to_markdown(view: TableView, verdicts: list[Verdict]) -> str:
     if to_run:
         out += ["", "To measure the claims not measured (two or more seeds of both rows of each):"]
         out += [f"- `{m}`" if m.startswith("python ") else f"- {m}" for m in to_run]
+    ks = sorted({len(((r.get("extra") or {}).get("search") or {}).get("candidates") or [])
+                 for r in view.records if r.get("method") == "random"})
+    if ks:
+        out += ["", f"The random control (`baselines/random_search.py`) drew k = {', '.join(map(str, ks))} "
+                "architecture(s) of the proposed space per cell and seed, at equal cost, trained each with the "
+                "cell's recipe and kept the best on sub-eval (`methods.random.candidates`)."]
     costs = search_costs(view)
     if costs:
         out += ["", f"The search's cost against retraining the network it found from scratch (the paper: about "

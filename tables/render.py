@@ -43,7 +43,7 @@ from repro.cost.flops import format_macs, reported_tolerance
 from repro.results import RecordError, load_records
 from repro.stats import t_half_width
 from tables.reported import ReportedCell, load_reported
-from tables.spec import FAMILY_OF_TABLE, cell_target, column_constraint, row_spec, table_cells
+from tables.spec import FAMILY_OF_TABLE, cell_target, column_constraint, load_controls, row_spec, table_cells
 from tables.tex import tex as _tex
 
 SUBTABLE_TITLES = {"flops": "Under FLOPs constraints", "gpu_latency": "Under GPU latency constraints",
@@ -285,6 +285,21 @@ def build_view(table: int, records_dir: Path | None, profile: str, tol: Toleranc
         row.metrics[c.metric] = _metric(c, row, mine, want, tol, gpu, reported)
         if c.metric != "optimization_time":
             shown.update((str(r.get("key")), r) for r in mine)
+    # the control rows the paper lacks (tables/controls.csv), where the records have any of them
+    for control in load_controls():
+        ran = [r for r in records if (r["method"], r["variant"]) == (control.method, control.variant)]
+        if control.table != table or not ran:
+            continue
+        for column in control.columns:
+            row = Row(table, control.subtable, control.group, control.row, column, control.method, control.variant,
+                      planned=True)
+            want = column_constraint(control.subtable, column).to_dict()
+            mine, _ = _one_recipe([r for r in ran if _same_constraint(r, want) and row.target.is_of(r.get("target"))])
+            for metric, unit in (("top1", "percent"), ("flops", "MACs")):
+                c = ReportedCell(table, control.subtable, control.group, control.row, column, metric, "—", unit)
+                row.metrics[metric] = _metric(c, row, mine, want, tol, gpu, reported)
+            shown.update((str(r.get("key")), r) for r in mine)
+            rows[(control.subtable, control.group, control.row, column)] = row
     return TableView(table, family, profile, tol, list(rows.values()), skipped,
                      datasets=_datasets(list(shown.values())), row_notes=_row_notes(table, list(shown.values())),
                      records=list(shown.values()))

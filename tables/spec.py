@@ -31,6 +31,8 @@ FAMILY_OF_TABLE = {1: "mobilenet_v1", 2: "mobilenet_v2", 3: "resnet50"}
 # (table, sub-table, group, row) -> (method, variant); None as the table means "any table"
 ROWS_CSV = Path(__file__).parent / "reported" / "rows.csv"
 OPERATING_POINTS_CSV = Path(__file__).parent / "reported" / "operating_points.csv"
+# rows of ours that the paper does not have: controls (tables.claims compares the paper's method with them)
+CONTROLS_CSV = Path(__file__).parent / "controls.csv"
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,31 @@ class Cell:
         return f"T{self.table} {self.subtable} | {self.row} ({self.method}) | {self.column}"
 
 
-def table_cells(table: int, all_cells: bool = False, target: str = "published") -> list[Cell]:
+@dataclass(frozen=True)
+class ControlRow:
+    """A row of ours the paper lacks (``tables/controls.csv``): a method and variant over some columns."""
+
+    table: int
+    subtable: str
+    group: str
+    row: str
+    columns: tuple[str, ...]
+    method: str
+    variant: str
+
+
+def load_controls(path: Path = CONTROLS_CSV) -> list[ControlRow]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [ControlRow(int(r["table"]), r["subtable"], r["group"], r["row"], tuple(r["columns"].split(";")),
+                           r["method"], r["variant"]) for r in csv.DictReader(f)]
+
+
+def table_cells(table: int, all_cells: bool = False, target: str = "published", controls: bool = False) -> list[Cell]:
     """The cells of ``table`` in the paper's order (sub-table, row, column): the ones the paper reports, and
     every cell of a sub-table it reports nothing of (Table 2's CPU latency, missing from our copy: the suite
     produces it); all of them with ``all_cells``. ``target``: each cell at its operating point
-    (``"published"``) or at its column's header (``"header"``)."""
+    (``"published"``) or at its column's header (``"header"``). ``controls``: then the control rows of
+    ``tables/controls.csv`` (after the paper's, so the paper's cells keep their indices)."""
     if table not in FAMILY_OF_TABLE:
         raise ValueError(f"table={table} is not one of the paper's tables ({', '.join(map(str, FAMILY_OF_TABLE))})")
     seen: dict[tuple[str, str, str, str], bool] = {}
@@ -159,4 +181,8 @@ def table_cells(table: int, all_cells: bool = False, target: str = "published") 
         cells.append(Cell(table, subtable, group, row, column, spec.method, spec.variant, FAMILY_OF_TABLE[table],
                           column_constraint(subtable, column), reported,
                           cell_target(table, subtable, row, column, target)))
+    if controls:
+        cells += [Cell(table, c.subtable, c.group, c.row, column, c.method, c.variant, FAMILY_OF_TABLE[table],
+                       column_constraint(c.subtable, column), False)
+                  for c in load_controls() if c.table == table for column in c.columns]
     return cells

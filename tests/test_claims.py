@@ -3,6 +3,7 @@ and the intervals cover the true effect as often as they say."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import subprocess
@@ -153,3 +154,26 @@ def test_the_search_cost_of_each_proposed_cell_is_printed_beside_the_papers_quar
     md = render(build_view(1, tmp_path, "smoke"), "md")
     assert "(the paper: about 0.25)" in md
     assert "| Channel | 150M | 3 | 0.25 | 0.272 | — |" in md  # the record has no search or retraining seconds
+
+
+def test_the_random_control_is_a_row_of_ours_and_a_claim(tmp_path):
+    """The best of k random architectures (a control the paper lacks): its rows show once they have records,
+    under the paper's rows, and the search is judged against them."""
+    candidates = [{"index": i, "sub_eval_top1": 0.5} for i in range(4)]
+    _plant(tmp_path, "mobilenet_v1", (("proposed", "channel"), ("random", "channel")), T1, effect=2.0)
+    for path in tmp_path.glob("cell-random-*.json"):  # the control's records: how many draws they kept the best of
+        data = json.loads(path.read_text())
+        data["extra"] = {"search": {"candidates": candidates}}
+        path.write_text(json.dumps(data))
+    view = build_view(1, tmp_path, "smoke")
+    controls = [r for r in view.rows if r.group == "Control (not in the paper)"]
+    assert [(r.row, r.column) for r in controls] == [("Random (best of k): Channel", c) for c in T1]
+    assert all(r.metrics["top1"].n == 5 and r.metrics["top1"].paper == "—" for r in controls)
+    lines = _lines(evaluate(view), "T1-vs-random-channel")
+    assert {v.verdict for v in lines.values()} == {"holds"} and lines["pooled"].paper is None
+    assert len(list(tmp_path.glob("cell-random-*.json"))) == 15
+    assert "drew k = 4 architecture(s)" in render(view, "md")
+    joint = _lines(evaluate(view), "T1-vs-random-joint")["330M"]
+    assert joint.verdict == "not measured" and joint.missing == [
+        "python -m repro run-table 1 --method proposed --profile smoke --seeds=0,1,2,3,4",
+        "python -m repro run-table 1 --controls --method random --profile smoke --seeds=0,1,2,3,4"]

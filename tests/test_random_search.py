@@ -55,3 +55,13 @@ def test_candidates_below_one_are_refused():
 
     with pytest.raises(ValueError, match=r"candidates=0 must be at least 1"):
         RandomSearchConfig(candidates=0)
+
+
+def test_the_control_cells_come_after_the_papers_so_their_indices_stay():
+    from tables.spec import table_cells
+
+    for table, n in ((1, 6), (2, 9), (3, 3)):
+        paper, with_controls = table_cells(table), table_cells(table, controls=True)
+        assert with_controls[:len(paper)] == paper
+        extra = with_controls[len(paper):]
+        assert len(extra) == n and {c.method for c in extra} == {"random"} and not any(c.reported for c in extra)
