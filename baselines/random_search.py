@@ -1,13 +1,14 @@
-"""A control the paper lacks: the best of k random architectures of the proposed method's space at equal cost.
+"""A control the paper lacks: the best of k random architectures of the proposed method's space at equal FLOPs.
 
 Does the search beat sampling? (Li & Talwalkar, 2019; Yu et al., "Evaluating the search phase of neural
 architecture search", 2020.) Each candidate is a vector drawn uniformly between the space's bounds
 (``repro.space.SearchSpace``: the proposed method's own space and variant) and projected onto the budget the way
 the proposed search projects its vectors (``repro.space.project`` with its ``fill``), so every candidate spends
-the budget as the search's result does. Each is trained from scratch with the cell's retraining recipe on
-sub-train and scored by top-1 on sub-eval, the split the proposed search scores on; the best is returned and the
-pipeline retrains it on the full training split like any searched network. The candidates' draws, their costs
-and sub-eval top-1 are in the record (``info``), and each candidate's training resumes after a crash.
+the budget (FLOPs or latency, not compute) as the search's result does. Each is trained from scratch with the
+cell's retraining recipe on sub-train and scored by top-1 on sub-eval, the split the proposed search scores on;
+the best is returned and the pipeline retrains it on the full training split like any searched network. The
+candidates' draws, costs, training seconds and sub-eval top-1 are in the record (``info``), and each
+candidate's training resumes after a crash.
 
 Cost: ``candidates`` trainings on sub-train before the retraining, so a cell costs about ``candidates + 1``
 retrainings.
@@ -15,7 +16,6 @@ retrainings.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,20 +56,21 @@ class RandomSearch(Method[RandomSearchConfig]):
         space_config, fill = _proposed(ctx.profile.methods, ctx.family)
         space = SearchSpace(ctx.family, ctx.variant, space_config, num_classes=ctx.data.num_classes)
         archs, vectors = draw(space, ctx.budget, ctx.config.candidates, ctx.seed, fill)
-        start = time.perf_counter()
-        scored = []
+        scored, seconds = [], 0.0
         for i, arch in enumerate(archs):
-            top1 = _train_and_score(ctx, arch, i)
+            top1, trained = _train_and_score(ctx, arch, i)
+            seconds += trained  # a candidate finished before a crash counts its training, not its re-reading
             cost = ctx.budget.cost(arch)
             scored.append({"index": i, "arch": arch.with_imagenet_geometry().to_dict(), "cost": cost,
-                           "sub_eval_top1": top1, "vector": [float(x) for x in vectors[i]]})
+                           "sub_eval_top1": top1, "train_seconds": trained,
+                           "vector": [float(x) for x in vectors[i]]})
             ctx.log(f"random candidate {i + 1}/{len(archs)}: {ctx.budget.format(cost)}, sub-eval top-1 "
                     f"{100 * top1:.1f}%")
         best = max(scored, key=lambda c: (c["sub_eval_top1"], -c["index"]))  # ties: the earlier draw
         return SearchResult(archs[best["index"]].with_imagenet_geometry(),
                             info={"candidates": scored, "best": best["index"], "limit": ctx.budget.limit,
-                                  "unit": ctx.budget.unit, "fill": fill,
-                                  "seconds": time.perf_counter() - start})
+                                  "unit": ctx.budget.unit, "fill": fill, "seconds": seconds},
+                            seconds=seconds)
 
 
 def _proposed(methods: dict[str, Any], family: str | None) -> tuple[SpaceConfig, float]:
@@ -87,9 +88,9 @@ def draw(space: SearchSpace, budget, k: int, seed: int, fill: float) -> tuple[li
     return [space.decode(v) for v in vectors], vectors
 
 
-def _train_and_score(ctx: Context[RandomSearchConfig], arch, index: int) -> float:
+def _train_and_score(ctx: Context[RandomSearchConfig], arch, index: int) -> tuple[float, float]:
     """Top-1 on sub-eval of ``arch`` trained from scratch on sub-train with the cell's recipe (resumable:
-    its checkpoint is in the search's folder)."""
+    its checkpoint is in the search's folder), and its training's seconds, the interrupted part included."""
     from repro.train.trainer import TrainData, fit, initial_model
 
     data = ctx.data
@@ -100,7 +101,7 @@ def _train_and_score(ctx: Context[RandomSearchConfig], arch, index: int) -> floa
     model = initial_model(arch.replace(num_classes=data.num_classes), ctx.seed)
     outcome = fit(model, train, ctx.recipe, ctx.seed, arch.resolution, ctx.store.folder / f"candidate{index}",
                   ctx.device, lambda _s: None)
-    return float(outcome["top1"])
+    return float(outcome["top1"]), float(outcome["train_seconds"])
 
 
 __all__ = ["RandomSearch", "RandomSearchConfig", "draw"]

@@ -296,7 +296,7 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all-cells", action="store_true", help="also the cells the paper leaves empty (—)")
     p.add_argument("--controls", action="store_true",
                    help="also the control rows the paper lacks (tables/controls.csv: the best of k random "
-                        "architectures at equal cost), listed after the paper's cells")
+                        "architectures at equal FLOPs), listed after the paper's cells")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

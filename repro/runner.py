@@ -238,45 +238,62 @@ def _run_parallel(todo: list[CellStatus], shares: list[list[int]], profile: Prof
     # a SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so the workers are stopped below: by default
     # this process died alone and its workers ran their cells on as orphans, on cores the next job was given
     previous = _unwind_on_sigterm()
-    # the workers' PIDs, for repro.quiet; removed after the pool's exit, when no worker measures any more
-    with tempfile.TemporaryDirectory(prefix="repro-quiet-") as quiet_dir, \
-            ProcessPoolExecutor(len(shares), mp_context=context, initializer=_pin,
-                                initargs=(queue, quiet_dir)) as pool:
-        try:
-            for st in todo:
-                running[pool.submit(_cell_in_worker, st, profile, data, str(results))] = st
-            pending = set(running)
-            while pending:
-                done, pending = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
-                resume_all(quiet_dir)  # a worker killed while it held the others paused leaves them paused
-                for future in done:
-                    st = running[future]
-                    try:
-                        record, ran, error = future.result()
-                    except BrokenProcessPool as e:  # a worker was killed (out of memory, a signal)
-                        record, ran, error = None, False, f"its process died ({e})"
-                    if error is None:
-                        counts["ran" if ran else "cached"] += 1
-                        _report(st, record, ran, profile, log)
-                    else:
-                        counts["failed"] += 1
-                        log(f"FAILED {st.cell.label} (seed {st.seed}): {error}; log: {logs / f'{st.key}.log'}")
-                    bar.update(1)
-                left = len(pending)
-                elapsed = time.perf_counter() - start
-                finished = len(todo) - left
-                eta = "" if not finished else f", about {elapsed / finished * left / 60:.0f} min left"
-                bar.set_postfix_str(f"{min(left, len(shares))} running, {max(0, left - len(shares))} waiting{eta}")
-        except BaseException:  # Ctrl-C, SIGTERM (above), or this process's own failure: no cell outlives it
-            pool.shutdown(wait=False, cancel_futures=True)
-            stopped = stop_all(quiet_dir)
-            log(f"interrupted: ended its {len(stopped)} worker process(es); a cell they were running wrote no "
-                f"record, and a rerun runs it again (the finished cells' records are kept)")
-            raise
-        finally:
-            resume_all(quiet_dir)  # before the pool's exit waits for its workers
-            bar.close()
-            _restore_sigterm(previous)
+    try:  # the handler stays until the pool's exit has waited for its workers
+        # the workers' PIDs, for repro.quiet; removed after the pool's exit, when no worker measures any more
+        with tempfile.TemporaryDirectory(prefix="repro-quiet-") as quiet_dir, \
+                ProcessPoolExecutor(len(shares), mp_context=context, initializer=_pin,
+                                    initargs=(queue, quiet_dir)) as pool:
+            try:
+                for st in todo:
+                    running[pool.submit(_cell_in_worker, st, profile, data, str(results))] = st
+                pending = set(running)
+                while pending:
+                    done, pending = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
+                    resume_all(quiet_dir)  # a worker killed while it held the others paused leaves them paused
+                    for future in done:
+                        st = running[future]
+                        try:
+                            record, ran, error = future.result()
+                        except BrokenProcessPool as e:  # a worker was killed (out of memory, a signal)
+                            record, ran, error = None, False, f"its process died ({e})"
+                        if error is None:
+                            counts["ran" if ran else "cached"] += 1
+                            _report(st, record, ran, profile, log)
+                        else:
+                            counts["failed"] += 1
+                            log(f"FAILED {st.cell.label} (seed {st.seed}): {error}; log: {logs / f'{st.key}.log'}")
+                        bar.update(1)
+                    left = len(pending)
+                    elapsed = time.perf_counter() - start
+                    finished = len(todo) - left
+                    eta = "" if not finished else f", about {elapsed / finished * left / 60:.0f} min left"
+                    bar.set_postfix_str(f"{min(left, len(shares))} running, {max(0, left - len(shares))} waiting{eta}")
+            except BaseException as e:  # Ctrl-C, SIGTERM (above), or this process's own failure: no cell outlives it
+                ended = _stop_workers(pool, quiet_dir)
+                why = "interrupted" if isinstance(e, KeyboardInterrupt | SystemExit) else f"failed ({type(e).__name__})"
+                log(f"{why}: ended its {ended} worker process(es); a cell they were running wrote no record, and a "
+                    f"rerun runs it again (the finished cells' records are kept)")
+                raise
+            finally:
+                resume_all(quiet_dir)  # before the pool's exit waits for its workers
+    finally:
+        _restore_sigterm(previous)
+        bar.close()
+
+
+def _stop_workers(pool, quiet_dir: str) -> int:
+    """End every worker of ``pool`` and cancel the cells not started; how many processes were ended. The
+    registered workers are resumed and terminated (``repro.quiet.stop_all``); one still starting has not
+    registered yet, so the pool's own process handles are terminated too (read before ``shutdown``, which
+    drops them)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    ended = set(stop_all(quiet_dir))
+    for process in processes:
+        if process.is_alive():
+            ended.add(process.pid)
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    return len(ended)
 
 
 def _unwind_on_sigterm():

@@ -5,10 +5,10 @@ A claim (``tables/reported/claims.csv``) names two rows of one sub-table, the co
 points: the paper's ties). Its effect in a column is the paired difference of top-1, ours minus the other's,
 seed by seed (the same seed of both cells), in points; per column, the mean and its 95% t-interval; over
 several columns, the mean of the per-column means with its standard error from the within-column variances
-and n - C degrees of freedom (``repro.stats.pooled_effect``). Verdicts:
+and Welch-Satterthwaite degrees of freedom (``repro.stats.pooled_effect``). Verdicts:
 
 * *holds*: the interval lies above 0 (*better*) or above -``NOT_WORSE_MARGIN`` (*not worse*);
-* *reversed*: the interval lies below 0;
+* *reversed*: the interval lies below 0 (*not worse*: below -``NOT_WORSE_MARGIN``);
 * *undecided*: neither;
 * *not measured*: fewer than two seeds paired (the line says which cells to run).
 
@@ -122,21 +122,19 @@ def judge(effect: Effect, kind: str) -> str:
     """*holds*, *reversed* or *undecided* from the interval; *not measured* without one."""
     if effect.dof < 1 or math.isnan(effect.low):
         return "not measured"
-    floor = 0.0 if kind == "better" else -NOT_WORSE_MARGIN
+    floor = 0.0 if kind == "better" else -NOT_WORSE_MARGIN  # a "not worse" claim is reversed below its margin
     if effect.low > floor:
         return "holds"
-    if effect.high < 0:
+    if effect.high < floor:
         return "reversed"
     return "undecided"
 
 
 def _p(effect: Effect, kind: str, verdict: str) -> float:
-    """The p-value of the test behind the verdict: against 0, or, for a *not worse* claim that is not
-    reversed, against its margin."""
+    """The p-value of the test behind the verdict: against 0, or, for a *not worse* claim, against its margin."""
     if verdict == "not measured":
         return float("nan")
-    against = -NOT_WORSE_MARGIN if kind == "not_worse" and verdict != "reversed" else 0.0
-    return effect.p_value(against)
+    return effect.p_value(-NOT_WORSE_MARGIN if kind == "not_worse" else 0.0)
 
 
 def _find(view: TableView, subtable: str, group: str, row: str, column: str) -> Row | None:
@@ -148,7 +146,9 @@ def _find(view: TableView, subtable: str, group: str, row: str, column: str) -> 
 
 def _to_run(view: TableView, row: Row) -> str:
     """The command that runs a row's cells with the seeds a paired interval needs."""
-    return f"python -m repro run-table {view.table} --method {row.method} --profile {view.profile} --seeds=0,1,2,3,4"
+    return (_control_to_run(view, row.subtable, row.group, row.row)
+            or f"python -m repro run-table {view.table} --method {row.method} --profile {view.profile} "
+               f"--seeds=0,1,2,3,4")
 
 
 def _control_to_run(view: TableView, subtable: str, group: str, row: str) -> str | None:
@@ -291,8 +291,10 @@ def summary(verdicts: list[Verdict]) -> str:
     for v in verdicts:
         counts[v.verdict] += 1
     surviving = sum(bool(v.survives) for v in verdicts)
-    return (f"{counts['holds']} hold, {counts['reversed']} reversed, {counts['undecided']} undecided, "
-            f"{counts['not measured']} not measured; {surviving} of the decided survive Holm's adjustment")
+    claims = len(dict.fromkeys(v.claim.claim for v in verdicts))
+    return (f"{len(verdicts)} lines of {claims} claims: {counts['holds']} hold, {counts['reversed']} reversed, "
+            f"{counts['undecided']} undecided, {counts['not measured']} not measured; {surviving} of the decided "
+            f"survive Holm's adjustment")
 
 
 def to_markdown(view: TableView, verdicts: list[Verdict]) -> str:
@@ -301,8 +303,9 @@ def to_markdown(view: TableView, verdicts: list[Verdict]) -> str:
             if view.datasets else [])
     out = [f"### The paper's claims, Table {view.table} on the {view.profile} profile", "", *data,
            "Effect: our row's top-1 minus the other row's, paired by seed in the same column, in points; mean and "
-           "95% t-interval (pooled: the mean of the column means, n - columns degrees of freedom). *holds*: the "
-           f"interval above 0 (*not worse*: above -{NOT_WORSE_MARGIN}); *reversed*: below 0. Detectable: the "
+           "95% t-interval (pooled: the mean of the column means, Welch-Satterthwaite degrees of freedom). "
+           f"*holds*: the interval above 0 (*not worse*: above -{NOT_WORSE_MARGIN}); *reversed*: below 0 (*not "
+           f"worse*: below -{NOT_WORSE_MARGIN}). Detectable: the "
            "smallest effect this comparison finds with power 0.8 at alpha 0.05. FLOPs gap: our cell's mean MACs "
            "minus the other's. Holm p: adjusted over every measured line below."
            + ("" if view.profile == "imagenet" else f" Ours are {view.profile}-profile proxy accuracies; the "
@@ -320,7 +323,7 @@ def to_markdown(view: TableView, verdicts: list[Verdict]) -> str:
                  for r in view.records if r.get("method") == "random"})
     if ks:
         out += ["", f"The random control (`baselines/random_search.py`) drew k = {', '.join(map(str, ks))} "
-                "architecture(s) of the proposed space per cell and seed, at equal cost, trained each with the "
+                "architecture(s) of the proposed space per cell and seed, at equal FLOPs, trained each with the "
                 "cell's recipe and kept the best on sub-eval (`methods.random.candidates`)."]
     costs = search_costs(view)
     if costs:
@@ -359,9 +362,7 @@ def to_latex(view: TableView, verdicts: list[Verdict]) -> str:
     lines = [r"\begin{tabular}{llrllllll}", r"\toprule",
              " & ".join(_tex(h) for h in HEAD[:-1]) + r" \\", r"\midrule"]
     for v in verdicts:
-        cells = _cells(v)[:-1]
-        cells[7] = v.verdict  # the what-to-run hint stays in the Markdown and CSV
-        lines.append(" & ".join(_tex(c) for c in cells) + r" \\")
+        lines.append(" & ".join(_tex(c) for c in _cells(v)[:-1]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)
 

@@ -45,6 +45,7 @@ def test_a_random_cell_trains_its_candidates_keeps_the_best_and_resumes(tmp_path
     best = max(candidates, key=lambda c: (c["sub_eval_top1"], -c["index"]))
     assert found.info["best"] == best["index"] and found.arch.to_dict() == best["arch"]
     assert all(0 <= c["sub_eval_top1"] <= 1 for c in candidates)
+    assert found.seconds == pytest.approx(sum(c["train_seconds"] for c in candidates))  # the candidates' trainings
     again = search(method, "channel", "mobilenet_v1", Constraint("flops", 150e6), profile, 0, data, tmp_path / "r",
                    log=lambda s: None, quiet=True)
     assert again.arch == found.arch  # a finished search is read back

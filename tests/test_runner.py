@@ -106,9 +106,12 @@ def test_the_estimate_comes_from_the_earlier_records_of_the_cells_or_their_metho
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
 @pytest.mark.slow  # starts a table's processes and waits for them: the default run stays under 10 minutes
-def test_a_terminated_table_run_takes_its_workers_with_it(tmp_path):
+@pytest.mark.parametrize("early", [False, True], ids=["running", "starting"])
+def test_a_terminated_table_run_takes_its_workers_with_it(tmp_path, early):
     """``kill`` on ``run-table --jobs 2`` (SIGTERM, as a scheduler's time limit sends) ends the cells it was
-    running: its workers used to run on as orphans, training cells nobody waited for on the next job's cores."""
+    running: its workers used to run on as orphans, training cells nobody waited for on the next job's cores.
+    Killed while its workers are still starting (not yet registered), it ends them too instead of waiting for
+    their cells."""
     import os
     import signal
     import subprocess
@@ -133,16 +136,23 @@ def test_a_terminated_table_run_takes_its_workers_with_it(tmp_path):
             said.append(line)
             if "cells in 2 processes" in line:
                 break
-        deadline = time.monotonic() + 60
-        while len(workers := {c for c in _children(proc.pid) if b"spawn_main" in _cmdline(c)}) < 2 \
-                and time.monotonic() < deadline:  # the pool's workers, not the resource tracker
-            time.sleep(0.2)
-        assert len(workers) == 2, "".join(said)
-        time.sleep(2)  # into their cells
-        proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=60)
+        if early:  # at once: the workers are being spawned
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            while proc.poll() is None:  # every worker it started before it ended
+                workers |= {c for c in _children(proc.pid) if b"spawn_main" in _cmdline(c)}
+                time.sleep(0.05)
+        else:
+            deadline = time.monotonic() + 60
+            while len(workers := {c for c in _children(proc.pid) if b"spawn_main" in _cmdline(c)}) < 2 \
+                    and time.monotonic() < deadline:  # the pool's workers, not the resource tracker
+                time.sleep(0.2)
+            assert len(workers) == 2, "".join(said)
+            time.sleep(2)  # into their cells
+            proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)  # it ends: it does not wait for a cell of a million epochs
         assert proc.returncode != 0
-        assert "interrupted: ended its 2 worker process(es)" in rest, "".join(said) + rest
+        assert early or "interrupted: ended its 2 worker process(es)" in rest, "".join(said) + rest
         deadline = time.monotonic() + 30
         while any(map(_alive, workers)) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -223,7 +223,7 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
                              _cycle(train_loader, 0 if state is None else state.next_step),
                              _cycle(score_loader, 0 if state is None else state.done_hyper), normalize,
                              lambda a: data_resolution(a.resolution, base), recipe.label_smoothing, dtype, device)
-    problem.compute.update(compute)  # what the interrupted part spent
+    problem.compute.update(compute or {})  # what the interrupted part spent
     start = time.perf_counter()
 
     def save(st) -> None:
@@ -248,6 +248,8 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
     summary = _summary(space, budget, outcome, seconds=seconds, resumed_at=done, weight_steps=total)
     summary["compute"] = _compute(problem.compute, world, outcome.arch, recipe.epochs,
                                   sum(data.manifest["counts"]["train"].values()), cfg.epochs_fraction)
+    if state is not None and compute is None:  # resumed from a checkpoint that did not count: no ratio
+        summary["compute"].update(ratio=None, counted_from_step=done)
     if main:
         write_trajectory(ctx.store.path("trajectory.jsonl"), trajectory, space.names)
         if trajectory:
@@ -272,10 +274,10 @@ def _compute(counted: dict[str, int], world: int, arch: ArchConfig, epochs: int,
 
 
 def _resume(ckpt: Path, device: torch.device, parts: dict[str, Any], world: int, total: int,
-            log: Callable[[str], None]) -> tuple[JointState | None, float, dict[str, int]]:
+            log: Callable[[str], None]) -> tuple[JointState | None, float, dict[str, int] | None]:
     """The joint run's state, the seconds and the compute (``NetworkProblem.compute``) spent before an
-    interruption, restored into ``parts`` from the search's checkpoint; (None, 0, {}) without one. A
-    checkpoint of another process count or length is refused."""
+    interruption, restored into ``parts`` from the search's checkpoint; (None, 0, {}) without one (the compute
+    None when the checkpoint did not count it). A checkpoint of another process count or length is refused."""
     saved = load_state(ckpt, device, parts, log)
     if saved is None:
         return None, 0.0, {}
@@ -285,7 +287,8 @@ def _resume(ckpt: Path, device: torch.device, parts: dict[str, Any], world: int,
                          f"same process count, or delete the checkpoint to start the search again")
     state = saved["joint"]
     log(f"resumed the search from {ckpt} at weight step {state.next_step} of {total}")
-    return state, saved["seconds"], dict(saved.get("compute") or {})
+    # a checkpoint written before the search counted its compute has none: None, so the count says it is partial
+    return state, saved["seconds"], (dict(saved["compute"]) if "compute" in saved else None)
 
 
 def _loaders(ctx: Context[ProposedConfig], recipe: TrainConfig, score_batch_size: int, decode_at: int, world: int):
