@@ -239,7 +239,7 @@ class SearchCost:
 
 
 def search_costs(view: TableView) -> list[SearchCost]:
-    """The search cost of every proposed cell the view shows, in the order of the table's records."""
+    """The search cost of every proposed cell the view shows, in the table's order and then by seed."""
     from tables.spec import column_constraint
 
     out = []
@@ -254,10 +254,11 @@ def search_costs(view: TableView) -> list[SearchCost]:
         row = next((r for r in view.rows if (r.method, r.variant, r.subtable) == ("proposed", rec.get("variant"), kind)
                     and limit is not None and math.isclose(column_constraint(r.subtable, r.column).limit,
                                                            float(limit), rel_tol=1e-9)), None)
-        out.append(SearchCost(row.row if row else str(rec.get("variant")), row.column if row else str(limit),
-                              int(rec.get("seed", 0)), fraction, compute.get("ratio"),
-                              seconds / retrain if seconds is not None and retrain else None))
-    return out
+        order = view.rows.index(row) if row else len(view.rows)
+        out.append((order, SearchCost(row.row if row else str(rec.get("variant")), row.column if row else str(limit),
+                                      int(rec.get("seed", 0)), fraction, compute.get("ratio"),
+                                      seconds / retrain if seconds is not None and retrain else None)))
+    return [c for _, c in sorted(out, key=lambda oc: (oc[0], oc[1].seed))]  # the table's order, then the seed
 
 
 # --- formats ----------------------------------------------------------------------------------------
