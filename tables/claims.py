@@ -24,6 +24,7 @@ tables carry the same section under them.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from dataclasses import dataclass, field
@@ -65,10 +66,16 @@ class Claim:
 
     def paper_effect(self, column: str) -> float | None:
         """The paper's ours-minus-other top-1 in ``column`` (ImageNet points); None where either is "—"."""
-        top1 = {(c.group, c.row): c.value for c in load_reported() if (c.table, c.subtable, c.column, c.metric)
+        top1 = {(c.group, c.row): c.value for c in _reported() if (c.table, c.subtable, c.column, c.metric)
                 == (self.table, self.subtable, column, "top1")}
         ours, other = top1.get((self.ours_group, self.ours_row)), top1.get((self.other_group, self.other_row))
         return None if ours is None or other is None else round(ours - other, 6)
+
+
+@functools.cache
+def _reported() -> tuple:
+    """paper.csv, read once per process (a rendered table asks for the paper's effect of every line)."""
+    return tuple(load_reported())
 
 
 def load_claims(table: int | None = None, path: Path = CLAIMS_CSV) -> list[Claim]:

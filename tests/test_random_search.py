@@ -30,7 +30,7 @@ def test_the_draws_meet_the_budget_and_do_not_depend_on_k():
     assert all(np.all(v >= space.lower - 1e-9) and np.all(v <= space.upper + 1e-9) for v in v3)
 
 
-def test_a_random_cell_trains_its_candidates_keeps_the_best_and_resumes(tmp_path):
+def test_a_random_cell_trains_its_candidates_and_keeps_the_best(tmp_path):
     from repro.pipeline import prepare_data, search
 
     folder = make_tiny_data(tmp_path / "data", seed=3, train_per_class=6, per_class=2)
