@@ -2,6 +2,7 @@
 # One Slurm array task per table cell, each a torchrun DDP job on one node of 8 GPUs.
 #   python -m repro run-table 1 --profile imagenet --list     # the cells, their indices and status
 #   sbatch --array=0-25 scripts/slurm_table.sh 1              # table 1: indices from the list
+#   sbatch --array=0-129 scripts/slurm_table.sh 1 --seeds=0,1,2,3,4   # cells x seeds: list with the same --seeds
 # A cell whose record exists returns at once; a cell killed by the time limit resumes from its checkpoint
 # when the same index is submitted again. Shared artifacts (a retrained network two cells share) are built
 # by whichever task gets there first.
@@ -11,13 +12,23 @@
 #SBATCH --gpus-per-node=8
 #SBATCH --cpus-per-task=64
 #SBATCH --time=72:00:00
-#SBATCH --output=logs/%x-%A_%a.out
+# The log, in the submission folder: Slurm creates no folder for it, and a task whose log folder is missing
+# fails at launch without a word anywhere a user looks (JobLaunchFailure; only slurmd's own log says why).
+#SBATCH --output=%x-%A_%a.out
 set -euo pipefail
 TABLE=${1:?usage: sbatch --array=0-N scripts/slurm_table.sh TABLE [overrides...]}
 shift
 cd "${SLURM_SUBMIT_DIR}"
 source .nox/suite/bin/activate          # the environment `nox -s tests` builds
-torchrun --standalone --nproc_per_node="${SLURM_GPUS_ON_NODE:-8}" -m repro run-cell \
+# One rank per GPU of the node, one on a node without GPUs (a CPU node ran 8 ranks on its 2 cores before).
+NPROC="${SLURM_GPUS_ON_NODE:-}"
+if [[ -z "${NPROC}" ]] && command -v nvidia-smi >/dev/null 2>&1; then
+    NPROC=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+fi
+if [[ -z "${NPROC}" || "${NPROC}" -lt 1 ]]; then
+    NPROC=1
+fi
+torchrun --standalone --nproc_per_node="${NPROC}" -m repro run-cell \
     --table "${TABLE}" --index "${SLURM_ARRAY_TASK_ID}" --profile imagenet "$@"
 # Several nodes per cell: replace --standalone by
 #   --nnodes="${SLURM_NNODES}" --rdzv_backend=c10d --rdzv_id="${SLURM_JOB_ID}" \

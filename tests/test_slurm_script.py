@@ -1,0 +1,44 @@
+"""scripts/slurm_table.sh run as a Slurm task would run it, with a stand-in torchrun: the ranks it asks for and
+the log path it gives Slurm (a real Slurm run is issue 25's test)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "slurm_table.sh"
+
+
+def _task(tmp_path: Path, **env: str) -> list[str]:
+    """Run the script as array task 3 of a submission from ``tmp_path``; the arguments torchrun received."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "torchrun").write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" > {tmp_path}/torchrun.args\n')
+    (bin_dir / "torchrun").chmod(0o755)
+    venv = tmp_path / ".nox" / "suite" / "bin"
+    venv.mkdir(parents=True, exist_ok=True)
+    (venv / "activate").write_text(f'export PATH="{bin_dir}:/usr/bin:/bin"\n')  # no nvidia-smi: a CPU node
+    done = subprocess.run(["bash", str(SCRIPT), "1", "--seeds=0,1"], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "SLURM_SUBMIT_DIR": str(tmp_path),
+                               "SLURM_ARRAY_TASK_ID": "3", **env})
+    assert done.returncode == 0, done.stderr
+    return (tmp_path / "torchrun.args").read_text().split()
+
+
+@pytest.mark.skipif(not Path("/bin/bash").exists(), reason="the script is bash")
+@pytest.mark.parametrize(("env", "ranks"), [({}, "1"), ({"SLURM_GPUS_ON_NODE": "0"}, "1"),
+                                            ({"SLURM_GPUS_ON_NODE": "4"}, "4")], ids=["cpu", "gpus-0", "gpus-4"])
+def test_a_task_asks_for_one_rank_per_gpu_and_one_on_a_cpu_node(tmp_path, env, ranks):
+    args = _task(tmp_path, **env)
+    assert f"--nproc_per_node={ranks}" in args  # a CPU node ran 8 ranks on its 2 cores before
+    assert args[args.index("--table"):] == ["--table", "1", "--index", "3", "--profile", "imagenet", "--seeds=0,1"]
+
+
+def test_the_log_path_needs_no_folder_slurm_would_not_make():
+    outputs = re.findall(r"^#SBATCH --output=(\S+)", SCRIPT.read_text(), flags=re.M)
+    assert outputs and not any(os.path.dirname(o) for o in outputs), outputs  # the submission folder itself
