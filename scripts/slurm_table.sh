@@ -28,6 +28,10 @@ fi
 if [[ -z "${NPROC}" || "${NPROC}" -lt 1 ]]; then
     NPROC=1
 fi
+# Each rank's threads: its share of the task's CPUs (unset, torch starts a thread per core it sees in every
+# rank: more threads than CPUs when tasks share a node without CPU binding).
+THREADS=$(( ${SLURM_CPUS_PER_TASK:-1} / NPROC ))
+export OMP_NUM_THREADS=$(( THREADS > 0 ? THREADS : 1 ))
 torchrun --standalone --nproc_per_node="${NPROC}" -m repro run-cell \
     --table "${TABLE}" --index "${SLURM_ARRAY_TASK_ID}" --profile imagenet "$@"
 # Several nodes per cell: replace --standalone by

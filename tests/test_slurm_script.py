@@ -18,8 +18,11 @@ def _task(tmp_path: Path, **env: str) -> list[str]:
     """Run the script as array task 3 of a submission from ``tmp_path``; the arguments torchrun received."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "torchrun").write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" > {tmp_path}/torchrun.args\n')
-    (bin_dir / "torchrun").chmod(0o755)
+    out = tmp_path / "launch.args"
+    for name in ("torchrun",):  # a stand-in: what the task launched, with what
+        (bin_dir / name).write_text(f'#!/bin/bash\necho "{name} OMP_NUM_THREADS=$OMP_NUM_THREADS" > {out}\n'
+                                    f'printf "%s\\n" "$@" >> {out}\n')
+        (bin_dir / name).chmod(0o755)
     venv = tmp_path / ".nox" / "suite" / "bin"
     venv.mkdir(parents=True, exist_ok=True)
     (venv / "activate").write_text(f'export PATH="{bin_dir}:/usr/bin:/bin"\n')  # no nvidia-smi: a CPU node
@@ -27,15 +30,19 @@ def _task(tmp_path: Path, **env: str) -> list[str]:
                           env={"PATH": "/usr/bin:/bin", "SLURM_SUBMIT_DIR": str(tmp_path),
                                "SLURM_ARRAY_TASK_ID": "3", **env})
     assert done.returncode == 0, done.stderr
-    return (tmp_path / "torchrun.args").read_text().split()
+    return out.read_text().split()
 
 
 @pytest.mark.skipif(not Path("/bin/bash").exists(), reason="the script is bash")
-@pytest.mark.parametrize(("env", "ranks"), [({}, "1"), ({"SLURM_GPUS_ON_NODE": "0"}, "1"),
-                                            ({"SLURM_GPUS_ON_NODE": "4"}, "4")], ids=["cpu", "gpus-0", "gpus-4"])
-def test_a_task_asks_for_one_rank_per_gpu_and_one_on_a_cpu_node(tmp_path, env, ranks):
+@pytest.mark.parametrize(("env", "ranks", "threads"), [
+    ({}, "1", "1"), ({"SLURM_GPUS_ON_NODE": "0", "SLURM_CPUS_PER_TASK": "2"}, "1", "2"),
+    ({"SLURM_GPUS_ON_NODE": "4", "SLURM_CPUS_PER_TASK": "64"}, "4", "16"),
+    ({"SLURM_GPUS_ON_NODE": "8", "SLURM_CPUS_PER_TASK": "4"}, "8", "1")], ids=["cpu", "gpus-0", "gpus-4", "few-cpus"])
+def test_a_task_asks_for_one_rank_per_gpu_and_its_share_of_the_cpus(tmp_path, env, ranks, threads):
     args = _task(tmp_path, **env)
-    assert f"--nproc_per_node={ranks}" in args  # a CPU node ran 8 ranks on its 2 cores before
+    assert args[0] == "torchrun" and f"--nproc_per_node={ranks}" in args  # a CPU node ran 8 ranks on 2 cores
+    assert args[1] == f"OMP_NUM_THREADS={threads}"  # each rank's share of the task's CPUs, at least 1
+    assert args[args.index("-m"):args.index("-m") + 3] == ["-m", "repro", "run-cell"]
     assert args[args.index("--table"):] == ["--table", "1", "--index", "3", "--profile", "imagenet", "--seeds=0,1"]
 
 
