@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from repro.cost.flops import format_macs
 from repro.stats import Effect, holm, paired_effect, pooled_effect
 from tables.reported import load_reported
+from tables.spec import column_constraint, load_controls
 from tables.tex import tex as _tex
 
 if TYPE_CHECKING:  # the renderer's view, read here, typed loosely: tables.render imports this module
@@ -81,8 +82,6 @@ def _reported() -> tuple:
 def load_claims(table: int | None = None, path: Path = CLAIMS_CSV) -> list[Claim]:
     """The claims of ``table`` (every table's with None), each checked against ``paper.csv``: its rows and
     columns must be cells of the paper's table."""
-    from tables.spec import load_controls
-
     cells = {(c.table, c.subtable, c.group, c.row, c.column) for c in load_reported() if c.metric == "top1"}
     cells |= {(c.table, c.subtable, c.group, c.row, column) for c in load_controls() for column in c.columns}
     out = []
@@ -160,8 +159,6 @@ def _to_run(view: TableView, row: Row) -> str:
 
 def _control_to_run(view: TableView, subtable: str, group: str, row: str) -> str | None:
     """The command that runs a control row's cells, or None when the row is not a control."""
-    from tables.spec import load_controls
-
     for c in load_controls():
         if (c.table, c.subtable, c.group, c.row) == (view.table, subtable, group, row):
             return (f"python -m repro run-table {view.table} --controls --method {c.method} --profile {view.profile} "
@@ -247,8 +244,6 @@ class SearchCost:
 
 def search_costs(view: TableView) -> list[SearchCost]:
     """The search cost of every proposed cell the view shows, in the table's order and then by seed."""
-    from tables.spec import column_constraint
-
     out = []
     for rec in view.records:
         if rec.get("method") != "proposed":

@@ -42,6 +42,9 @@ from repro.constraint import HEADER, Constraint, Target
 from repro.cost.flops import format_macs, reported_tolerance
 from repro.results import RecordError, load_records
 from repro.stats import t_half_width
+from tables.claims import evaluate
+from tables.claims import plot as plot_claims
+from tables.claims import render as render_claims
 from tables.reported import ReportedCell, load_reported
 from tables.spec import FAMILY_OF_TABLE, cell_target, column_constraint, load_controls, row_spec, table_cells
 from tables.tex import tex as _tex
@@ -453,7 +456,8 @@ def _metric_order(view: TableView, subtable: str) -> list[str]:
     return list(ms)
 
 
-def to_markdown(view: TableView) -> str:
+def to_markdown(view: TableView, verdicts: list | None = None) -> str:
+    """The table, its notes and the claims section (``verdicts``: the claims already judged, else judged here)."""
     out = [f"## Table {view.table} ({view.family}) on the {view.profile} profile", "",
            f"Tolerances: {view.tolerances.describe()}.",
            "Our top-1 is a proxy unless the records come from the imagenet profile; the paper's is ImageNet.",
@@ -482,9 +486,7 @@ def to_markdown(view: TableView) -> str:
         out += ["Released architectures (`python -m baselines.zoo list`):", *[f"- {n}" for n in view.notes], ""]
     if view.skipped:
         out += ["Skipped records:", *[f"- {s}" for s in view.skipped], ""]
-    from tables.claims import render as claims  # the claims read the view: imported here, not at the top
-
-    out += [claims(view, "md"), view.summary()]
+    out += [render_claims(view, "md", verdicts), view.summary()]
     return "\n".join(out) + "\n"
 
 
@@ -620,20 +622,15 @@ def write_all(view: TableView, out_dir: Path, formats: Iterable[str] = ("md", "t
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    from tables.claims import evaluate
-    from tables.claims import render as claims
-
     verdicts = evaluate(view)
     for fmt in formats:
         path = out_dir / f"table{view.table}.{fmt}"
-        atomic_write_text(path, render(view, fmt))
+        atomic_write_text(path, to_markdown(view, verdicts) if fmt == "md" else render(view, fmt))
         written.append(path)
         path = out_dir / f"claims{view.table}.{fmt}"  # the claims alone, in every format
-        atomic_write_text(path, claims(view, fmt, verdicts))
+        atomic_write_text(path, render_claims(view, fmt, verdicts))
         written.append(path)
     if plots:
-        from tables.claims import plot as plot_claims
-
         written += plot(view, out_dir)
         written += plot_claims(view, verdicts, out_dir)
     return written
