@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -107,6 +108,25 @@ def test_batches_have_requested_resolution_and_dtype(prepared, train, resolution
     assert resize_batch(x, 20).shape == (16, 3, 20, 20)
     if train:  # only sub-train indices are read
         assert len(loader) == len(split) // 16
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to tell 1 thread from the rest")
+def test_the_loader_keeps_torch_to_the_threads_omp_num_threads_allows(prepared, monkeypatch):
+    """FFCV sets torch's threads to its worker count every epoch; a launcher sharing a node without binding
+    CPUs says each process's share in OMP_NUM_THREADS, and the loader's default worker count honours it."""
+    _, out, _, _ = prepared
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        loader, _ = make_loader(out / "val.beton", train=False, batch_size=16, resolution=16)
+        next(iter(loader))
+        assert loader.num_workers == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        loader, _ = make_loader(out / "val.beton", train=False, batch_size=16, resolution=16)
+        next(iter(loader))
+        assert loader.num_workers == len(os.sched_getaffinity(0))
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_reused_loader_is_the_same_loader_and_gives_the_same_batches(prepared, tmp_path):

@@ -190,9 +190,18 @@ def make_loader(beton: str | Path, *, train: bool, batch_size: int, resolution: 
 
 
 def _default_workers() -> int:
+    """The cores this process may use: its CPU affinity, capped by ``OMP_NUM_THREADS`` when set. FFCV sets
+    torch's thread count to its worker count at every epoch, so this is also the training's thread count: a
+    launcher that shares a node without binding CPUs (Slurm's ``task/none``, ``torchrun``) says each process's
+    share through ``OMP_NUM_THREADS``, and two 1-CPU tasks on a 2-core node each ran 2 spinning threads (a
+    smoke cell 3x slower) before it was honoured here."""
     import os
 
-    return max(1, len(os.sched_getaffinity(0)))
+    cores = len(os.sched_getaffinity(0))
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        cores = min(cores, int(omp))
+    return max(1, cores)
 
 
 class Normalize(nn.Module):
