@@ -32,7 +32,7 @@ import torch
 
 from repro.arch import ArchConfig
 from repro.config import from_mapping
-from repro.method import Context, Method, SearchResult
+from repro.method import Context, Method, SearchResult, Work, reference_work
 from repro.registry import register
 from repro.train.reconstruct import least_squares
 from repro.train.subsets import SubsetData
@@ -258,6 +258,17 @@ class AMC(Method[AMCConfig]):
 
     def cheapest(self, family: str, variant: str, config: AMCConfig) -> ArchConfig:
         return at_lower_bound(ArchConfig.canonical(family), config)
+
+    def work(self, family: str, variant: str, config: AMCConfig, profile, fraction: float) -> list[Work]:
+        """The reference network, the features of ``calibration_batches`` of 50 images, and one sub-eval pass
+        per episode (its reward; the least squares of each layer run on the features, not counted)."""
+        episodes = config.warmup_episodes + config.train_episodes
+        eval_images = (config.eval_batches * profile.train.eval_batch_size if config.eval_batches else None)
+        return [reference_work(profile, family),
+                Work(f"features of {config.calibration_batches} x 50 images", config.calibration_batches * 50,
+                     None, forward_only=True),
+                Work(f"{episodes} episodes scored on sub-eval", episodes * (eval_images or 1),
+                     None if eval_images else "subeval", "found", forward_only=True)]
 
     def search(self, ctx: Context[AMCConfig]) -> SearchResult:
         from tqdm import tqdm

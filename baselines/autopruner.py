@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.arch import ArchConfig, family_spec
-from repro.method import Context, SearchResult
+from repro.method import Context, SearchResult, Work, reference_work
 from repro.registry import register
 from repro.train.reconstruct import BottleneckPruning, PruningSearch
 from repro.train.subsets import SubsetData
@@ -193,6 +193,12 @@ class AutoPruner(BottleneckPruning[AutoPrunerConfig]):
         """The network's last bottleneck, which AutoPruner does not prune (the module docstring)."""
         last = family_spec(family).blocks[-1]
         return last.slot("conv1"), last.slot("conv2")
+
+    def work(self, family: str, variant: str, config: AutoPrunerConfig, profile, fraction: float) -> list[Work]:
+        stages = len(family_spec(family).max_depths)
+        return [reference_work(profile, family),
+                Work(f"gated training: {stages} stages x {config.stage_epochs:g} sub-train epochs",
+                     stages * config.stage_epochs, "subtrain")]
 
     def search(self, ctx: Context[AutoPrunerConfig]) -> SearchResult:
         from repro.data import resize_batch

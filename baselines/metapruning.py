@@ -44,7 +44,7 @@ from typing import Any, Literal
 import numpy as np
 
 from repro.arch import ArchConfig
-from repro.method import Context, Method, SearchResult
+from repro.method import Context, Method, SearchResult, Work
 from repro.registry import register
 
 
@@ -274,6 +274,19 @@ class MetaPruning(Method[MetaPruningConfig]):
 
         enc = encoding(family)
         return enc.decode((0,) * enc.size)
+
+    def work(self, family: str, variant: str, config: MetaPruningConfig, profile, fraction: float) -> list[Work]:
+        """The PruningNet (shared by the family's cells of a seed) and the evolution's candidates: each one's
+        BatchNorm re-estimated on ``recalibration_batches`` and scored on sub-eval (forward passes)."""
+        ev = config.evolution
+        scored = ev.population + ev.iterations * (ev.mutations + ev.crossovers)
+        batch = profile.train_for(family).batch_size
+        return [Work(f"PruningNet: {config.pruningnet_epochs} sub-train epochs (shared per family and seed)",
+                     config.pruningnet_epochs, "subtrain", shared="pruningnet"),
+                Work(f"evolution: {scored} candidates re-estimated ({config.recalibration_batches} batches)",
+                     scored * config.recalibration_batches * batch, None, "found", forward_only=True),
+                Work(f"evolution: {scored} candidates scored on sub-eval", scored, "subeval", "found",
+                     forward_only=True)]
 
     def search(self, ctx: Context[MetaPruningConfig]) -> SearchResult:
         from baselines.metapruning_net import SCALES, encoding

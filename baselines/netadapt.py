@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from repro.arch import ArchConfig
-from repro.method import Context, Method, SearchResult
+from repro.method import Context, Method, SearchResult, Work, reference_work
 from repro.registry import register
 from repro.train.subsets import SubsetData
 
@@ -152,6 +152,23 @@ class NetAdapt(Method[NetAdaptConfig]):
             for i in group:
                 widths[i] = narrowest
         return arch.replace(widths=tuple(widths))
+
+    def work(self, family: str, variant: str, config: NetAdaptConfig, profile, fraction: float) -> list[Work]:
+        """The reference network, then the iterations its schedule needs to go from the full network to the
+        budget (``fraction`` of it; a FLOPs model for every constraint): one proposal per layer each, every one
+        fine-tuned ``short_steps`` batches and scored on sub-eval."""
+        import math
+
+        r, d, need = config.init_reduction, config.decay, 1 - fraction
+        left = 1 - need * (1 - d) / r
+        n = config.max_iterations if left <= 0 else min(config.max_iterations, max(1, math.ceil(math.log(left)
+                                                                                                 / math.log(d))))
+        proposals = n * len(layers(ArchConfig.canonical(family)))
+        batch = profile.train_for(family).batch_size
+        return [reference_work(profile, family),
+                Work(f"{n} iterations: {proposals} proposals x {config.short_steps} fine-tuning steps",
+                     proposals * config.short_steps * batch, None, "full"),
+                Work(f"{proposals} proposals scored on sub-eval", proposals, "subeval", forward_only=True)]
 
     def search(self, ctx: Context[NetAdaptConfig]) -> SearchResult:
         from repro.models import build_model

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from repro.config import to_mapping
-from repro.method import Context, Method, SearchResult
+from repro.method import Context, Method, SearchResult, Work
 from repro.registry import register, registered
 from repro.space import VARIANTS, SearchSpace, SpaceConfig, project
 
@@ -51,6 +51,13 @@ class RandomSearch(Method[RandomSearchConfig]):
         is another cell."""
         space, fill = _proposed(methods, family)
         return {**super().settings(methods, family), "proposed_space": to_mapping(space), "proposed_fill": fill}
+
+    def work(self, family: str, variant: str, config: RandomSearchConfig, profile, fraction: float) -> list[Work]:
+        epochs = profile.train_for(family).epochs
+        return [Work(f"{config.candidates} candidates x {epochs:g} sub-train epochs", config.candidates * epochs,
+                     "subtrain", "found"),
+                Work(f"{config.candidates} candidates scored on sub-eval", config.candidates, "subeval", "found",
+                     forward_only=True)]
 
     def search(self, ctx: Context[RandomSearchConfig]) -> SearchResult:
         space_config, fill = _proposed(ctx.profile.methods, ctx.family)

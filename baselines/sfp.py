@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from repro.method import Context, SearchResult
+from repro.method import Context, SearchResult, Work, reference_work
 from repro.registry import register
 from repro.train.reconstruct import BottleneckPruning, PruningSearch
 from repro.train.subsets import SubsetData
@@ -70,6 +70,11 @@ class SFP(BottleneckPruning[SFPConfig]):
     retrain = "finetune"
     config_type = SFPConfig
     families = ("resnet50",)
+
+    def work(self, family: str, variant: str, config: SFPConfig, profile, fraction: float) -> list[Work]:
+        epochs = profile.train_for(family, config.soft_train, f"methods.{self.name}.soft_train").epochs
+        return [reference_work(profile, family), Work(f"soft pruning: {epochs:g} epochs of the full network",
+                                                      epochs)]
 
     def search(self, ctx: Context[SFPConfig]) -> SearchResult:
         from repro.data import resize_batch

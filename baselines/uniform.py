@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 from repro.arch import FAMILIES, ArchConfig
 from repro.cost.flops import count_macs, count_macs_scaled, format_macs, parse_macs
-from repro.method import Context, Method, SearchResult
+from repro.method import Context, Method, SearchResult, Work
 from repro.reference import RULES, VARIANTS, candidates, reference_arch, uniform_arch
 from repro.registry import register
 
@@ -59,6 +59,9 @@ class Uniform(Method[None]):
     def cheapest(self, family: str, variant: str, config: None) -> ArchConfig | None:
         """The smallest network of the variant's grid."""
         return candidates(family, variant)[0][0][0]
+
+    def work(self, family: str, variant: str, config: None, profile, fraction: float) -> list[Work]:
+        return []  # no search: the retraining is the cell
 
     def search(self, ctx: Context[None]) -> SearchResult:
         family, variant, constraint = ctx.family, ctx.variant, ctx.constraint

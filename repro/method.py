@@ -181,6 +181,35 @@ class Context(Generic[C]):
         return key, self.results / f"{kind}s" / key
 
 
+@dataclass(frozen=True)
+class Work:
+    """One phase of a cell's compute as a method declares it (``Method.work``), for the cost a Slurm
+    submission prints before it starts (``repro.cluster``): a model, not a measurement. ``images`` is a
+    number of passes over ``split`` (``"train"``, ``"subtrain"``, ``"subeval"``), or a number of images when
+    ``split`` is None; ``network`` is ``"full"`` (the family's canonical network) or ``"found"`` (a network at
+    the cell's budget); a phase ``shared`` under a name (``"reference"``, ``"pruningnet"``) is one artifact per
+    family and seed, counted once however many cells use it."""
+
+    what: str
+    images: float
+    split: str | None = "train"
+    network: Literal["full", "found"] = "full"
+    forward_only: bool = False
+    shared: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in (None, "train", "subtrain", "subeval"):
+            raise ValueError(f"Work split={self.split!r}: one of train, subtrain, subeval, or None for a count")
+        if not self.images >= 0:
+            raise ValueError(f"Work images={self.images!r} must be at least 0")
+
+
+def reference_work(profile: Profile, family: str) -> Work:
+    """The family's reference network (the pruning methods' start): the profile's recipe, shared."""
+    return Work("reference network (full, shared per family and seed)", profile.train_for(family).epochs,
+                network="full", shared="reference")
+
+
 class Method(Generic[C]):
     """Subclass, set ``name``, ``variants``, ``retrain`` (and ``config_type``), implement ``search``, and
     decorate the class with ``repro.registry.register``."""
@@ -205,6 +234,12 @@ class Method(Generic[C]):
     def cheapest(self, family: str, variant: str, config: C) -> ArchConfig | None:
         """The cheapest network this method can return for ``family`` and ``variant`` (None: not known). The
         pipeline refuses a limit below its cost before any work, with one message for every method."""
+        return None
+
+    def work(self, family: str, variant: str, config: C, profile: Profile, fraction: float) -> list[Work] | None:
+        """What the search costs beyond the pipeline's retraining (which the estimate adds), for the cost a
+        submission prints first; ``fraction`` is the cell's budget over the full network's MACs. None: not
+        declared (the estimate says so and counts the retraining only)."""
         return None
 
     def config(self, methods: dict[str, Any], family: str | None = None) -> C:
@@ -276,5 +311,5 @@ def search_key(method: str, variant: str, family: str, constraint: Constraint, s
                      data=data.identity(), seed=seed, **extra)
 
 
-__all__ = ["Artifact", "Context", "Method", "SearchResult", "SearchStore", "Shared", "TrainedNetwork",
-           "entry_for_family", "search_key"]
+__all__ = ["Artifact", "Context", "Method", "SearchResult", "SearchStore", "Shared", "TrainedNetwork", "Work",
+           "entry_for_family", "reference_work", "search_key"]

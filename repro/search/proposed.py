@@ -42,7 +42,7 @@ from repro.arch import ArchConfig
 from repro.config import to_mapping
 from repro.cost.budget import Budget
 from repro.cost.flops import count_macs
-from repro.method import Context, Method, SearchResult
+from repro.method import Context, Method, SearchResult, Work
 from repro.profiles import TrainConfig
 from repro.registry import register
 from repro.search.joint import (
@@ -165,6 +165,12 @@ class Proposed(Method[ProposedConfig]):
         """The space's lower corner: every ratio at its bound."""
         space = SearchSpace(family, variant, config.space)
         return space.decode(space.lower)
+
+    def work(self, family: str, variant: str, config: ProposedConfig, profile, fraction: float) -> list[Work]:
+        """The joint run's weight steps: ``epochs_fraction`` of the recipe's epochs over sub-train, at most the
+        full network's cost per image (the NES scoring batches are left out: a few per hyper step)."""
+        epochs = config.epochs_fraction * profile.train_for(family).epochs
+        return [Work(f"joint search: {epochs:g} sub-train epochs of the shared weights", epochs, "subtrain")]
 
     def search(self, ctx: Context[ProposedConfig]) -> SearchResult:
         cfg = ctx.config

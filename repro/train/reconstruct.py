@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from repro.arch import ArchConfig
 from repro.data import resize_batch
-from repro.method import Context, Method, SearchResult, TrainedNetwork
+from repro.method import Context, Method, SearchResult, TrainedNetwork, Work, reference_work
 from repro.models import build_model
 from repro.models.prune import consumers, select_channels
 from repro.train.subsets import SubsetData, finetune
@@ -119,6 +119,22 @@ class BottleneckPruning(Method[C]):
 
     def cheapest(self, family: str, variant: str, config: C) -> ArchConfig:
         return cheapest_pruned(family, self.skipped(family))
+
+    def work(self, family: str, variant: str, config: C, profile, fraction: float) -> list[Work] | None:
+        """ThiNet's and CP's layer-by-layer pruning (``LayerwiseConfig``): the reference network, each
+        layer's calibration images through the network, and the fine-tuning after each bottleneck; another
+        bottleneck method declares its own."""
+        if not isinstance(config, LayerwiseConfig):
+            return None
+        layers = len(bottleneck_steps(ArchConfig.canonical(family)))
+        out = [reference_work(profile, family),
+               Work(f"{layers} layers x {config.calibration_images} calibration images",
+                    layers * config.calibration_images, None, forward_only=True)]
+        if config.block_finetune_epochs > 0:
+            blocks = layers // 2
+            out.append(Work(f"{blocks} bottlenecks x {config.block_finetune_epochs:g} sub-train epochs",
+                            blocks * config.block_finetune_epochs, "subtrain"))
+        return out
 
 
 @dataclass
