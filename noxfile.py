@@ -5,6 +5,7 @@ happens once: it is (re)installed only when pyproject.toml changes.
     nox -s tests                 the test suite (pytest tests/)
     nox -s benchmarks            speed goals (pytest tests/ --benchmark), JSON kept under .benchmarks/
     nox -s lint                  ruff
+    nox -s cluster               the Slurm path against a single-node Slurm started here (root)
 """
 
 from __future__ import annotations
@@ -61,6 +62,28 @@ def tests(session: nox.Session) -> None:
     """The test suite: pytest tests/ (extra arguments go to pytest)."""
     python = suite_env(session)
     session.run(python, "-m", "pytest", "tests/", *session.posargs, external=True)
+
+
+SLURM_PACKAGES = ["slurm-wlm", "munge"]
+
+
+@nox.session
+def cluster(session: nox.Session) -> None:
+    """The cluster path against a real Slurm: a single-node Slurm started here (Debian's slurm-wlm and munge,
+    installed with apt-get when root and missing), two smoke cells x two seeds submitted as one array through
+    `python -m repro submit`; the test skips with the reason where Slurm cannot start (not root, no packages)."""
+    python = suite_env(session)
+    if shutil.which("slurmctld") is None and not Path("/usr/sbin/slurmctld").exists():
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            session.log("installing Slurm for the cluster test with apt-get: " + " ".join(SLURM_PACKAGES))
+            env = {"DEBIAN_FRONTEND": "noninteractive"}
+            session.run("apt-get", "update", "-qq", external=True, env=env)
+            session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *SLURM_PACKAGES,
+                        external=True, env=env)
+        else:
+            session.log("Slurm is not installed and this is not root with apt-get: the test will say it skipped")
+    session.run(python, "-m", "pytest", "tests/test_cluster.py", "-m", "slurm", "--slurm", "-rs", "-s",
+                *session.posargs, external=True)
 
 
 @nox.session

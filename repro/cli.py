@@ -24,7 +24,7 @@ from pathlib import Path
 
 from repro.arch import FAMILIES, ArchConfig
 from repro.atomic import WriteFailed
-from repro.constraint import TARGET_MODES
+from repro.constraint import HEADER, TARGET_MODES
 from repro.cost.flops import count_macs, count_macs_scaled, count_params, format_macs
 
 
@@ -144,6 +144,10 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
         why = blocked_reason(st.cell)
         if why:
             raise ValueError(f"cell {args.index} ({st.cell.label}) cannot run: {why}")
+        if args.search_only:
+            c = st.cell
+            return _search_only(c.method, c.variant, c.family, c.constraint, profile, st.seed, data, results,
+                                args.quiet, c.target, st.cell.label)
         record, ran = run_one(st, profile, data, results, print, args.quiet)
     else:
         missing = [n for n in ("method", "variant", "family") if getattr(args, n) is None]
@@ -165,12 +169,162 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
         check_cell(method, args.variant, args.family, constraint)
         check_feasible(method, args.variant, args.family, constraint, profile)
         data = prepare_data(profile, quiet=args.quiet)
+        if args.search_only:
+            return _search_only(args.method, args.variant, args.family, constraint, profile,
+                                0 if args.seed is None else args.seed, data, results, args.quiet, HEADER,
+                                f"{args.method} {args.variant} {args.family} {constraint.label()}")
         record, ran = run_cell(args.method, args.variant, args.family, constraint, profile,
                                0 if args.seed is None else args.seed, data, results)
     if not is_main():  # under torchrun every rank ran the cell; one says so
         return 0
     print(f"{'ran' if ran else 'already done'}: {record.method} {record.variant} {record.family} "
           f"{record.macs / 1e6:.2f}M MACs, top-1 {100 * record.top1:.2f}% -> key {record.key}")
+    return 0
+
+
+def _search_only(method: str, variant: str, family: str, constraint, profile, seed: int, data, results: Path,
+                 quiet: bool, target, label: str) -> int:
+    from repro.pipeline import search_cell
+
+    done = search_cell(method, variant, family, constraint, profile, seed, data, results, quiet=quiet, target=target)
+    said = {"cell done": "the cell's record exists: nothing to search",
+            "distributed": f"{method} searches under torchrun with the retraining: nothing to search in one process",
+            "searched": "search done in one process (cached for the retraining)"}[done]
+    print(f"{label} seed {seed}: {said}")
+    return 0
+
+
+def _cluster_data(profile, quiet: bool, make: bool):
+    """The prepared data (made first for the embedded set when ``make``), or None where it is not prepared."""
+    from repro.data.manifest import read_manifest
+    from repro.pipeline import data_folder, prepare_data
+
+    if read_manifest(data_folder(profile)) or (make and profile.data.source == "tiny"):
+        return prepare_data(profile, quiet=quiet)
+    return None
+
+
+def _submit(args: argparse.Namespace, overrides: list[str]) -> int:
+    """``submit``: the table's runnable lines (cells x seeds) as one Slurm array, its cost printed first."""
+    from repro import cluster
+    from repro.pipeline import data_folder
+    from repro.runner import estimate as records_estimate
+    from repro.runner import statuses
+
+    profile, results = _profile_and_results(args, overrides)
+    results = results.resolve()
+    data = _cluster_data(profile, args.quiet, make=not args.dry_run)
+    if data is None and not args.dry_run:
+        raise cluster.ClusterError(f"no prepared data set in {data_folder(profile)}: prepare it before submitting "
+                                   f"(python -m data_prep prepare --imagefolder DIR --out {data_folder(profile)}), "
+                                   f"so that the tasks do not each try; --dry-run prints the plan without it")
+    listed = statuses(args.table, profile, data, results, args.all_cells, args.target or "published", args.controls)
+    gpus = args.gpus_per_node if args.gpus_per_node is not None else (8 if profile.name == "imagenet" else 0)
+    if gpus < 0:
+        raise cluster.ClusterError(f"--gpus-per-node {gpus} must be 0 (a CPU node) or more")
+    cpus = args.cpus_per_task if args.cpus_per_task is not None else (8 * gpus if gpus else 2)
+    if cpus < 1:
+        raise cluster.ClusterError(f"--cpus-per-task {cpus} must be at least 1")
+    chosen = cluster.parse_indices(args.indices) if args.indices else list(range(len(listed)))
+    outside = [i for i in chosen if not 0 <= i < len(listed)]
+    if outside:
+        raise cluster.ClusterError(f"--indices {args.indices}: {outside[0]} is outside 0..{len(listed) - 1} of table "
+                                   f"{args.table}'s list (python -m repro run-table {args.table} --list with the "
+                                   f"same --profile and --seeds)")
+    if args.method:
+        chosen = [i for i in chosen if listed[i].cell.method in args.method]
+    states, note = cluster.line_states(listed, results, args.table)
+    gpu_only = "GPU latency needs a CUDA GPU"
+    runnable, skipped = [], {"done": 0, "in the queue": 0, "not available": 0}
+    for i in chosen:
+        s = states[i]
+        if s.state in ("left", "failed") or (s.state == "not available" and gpus > 0 and gpu_only in s.detail):
+            runnable.append(i)
+        elif s.state in ("running", "queued", "submitted"):
+            skipped["in the queue"] += 1
+        else:
+            skipped["done" if s.state == "done" else "not available"] += 1
+    print(f"table {args.table} on {profile.name}, seeds {', '.join(map(str, profile.seeds))}: {len(runnable)} of "
+          f"{len(chosen)} line(s) to submit ({', '.join(f'{v} {k}' for k, v in skipped.items())})"
+          + (f"; {note}" if note else ""))
+    if not runnable:
+        print("nothing to submit")
+        return 0
+    time_limit = args.time
+    if gpus > 0:
+        sizes = ({"train": int(data.manifest["betons"]["train"]["num_samples"]), "subtrain": len(data.sub_train),
+                  "subeval": len(data.sub_eval)} if data is not None
+                 else cluster.IMAGENET_SIZES if profile.name == "imagenet" else None)
+        if sizes is None:
+            print("cost: the data set is not prepared, so its size is unknown: no estimate")
+        else:
+            if data is None:
+                print(f"cost: the data set is not prepared here; ImageNet-1k's sizes assumed ({sizes['train']:,} "
+                      f"training images, {sizes['subeval']:,} sub-eval)")
+            rates = cluster.Rates.load(Path(args.rates) if args.rates else cluster.DEFAULT_RATES)
+            costs = [cluster.cell_cost(listed[i], i, profile, sizes, rates) for i in runnable]
+            est = cluster.estimate(costs, gpus, rates)
+            if args.per_task:
+                print("\n".join(cluster.cost_table(costs, gpus)))
+            print("\n".join(est.lines))
+            if time_limit is None:
+                time_limit = cluster.hours_limit(est.longest_task_hours)
+                if est.longest_task_hours * 1.25 > cluster.MAX_HOURS:
+                    print(f"  the longest task is modelled above {cluster.MAX_HOURS} h: it stops at the limit and "
+                          f"resumes from its checkpoint when submitted again")
+    else:
+        print(records_estimate([listed[i] for i in runnable], profile, results, len(runnable)).replace(
+            f"min at {len(runnable)} at a time", "min if every task runs at once"))
+    logs = results / "slurm" / "logs"
+    task_args = ["--profile", str(Path(args.profile).resolve()) if args.profile.endswith((".yaml", ".yml"))
+                 else args.profile, "--results", str(results)]
+    if args.data:
+        task_args += ["--data", str(Path(args.data).resolve())]
+    task_args += overrides
+    task_args += ["--all-cells"] * args.all_cells + ["--controls"] * args.controls
+    task_args += ["--target", args.target] if args.target else []
+    task_args.append("--quiet")
+    extra = [f"--export=ALL,AHPO_VENV={sys.prefix}", *(args.sbatch_arg or [])]
+    cmd = cluster.sbatch_line(runnable, args.table, task_args, gpus, cpus, logs, time_limit, args.partition,
+                              args.account, args.max_running, extra)
+    print(f"array: {len(runnable)} task(s), {gpus} GPU(s) and {cpus} CPU(s) each; logs in {logs}")
+    print(f"sbatch line (run from {cluster.ROOT}):\n  {cluster.quoted(cmd)}")
+    if args.dry_run:
+        print("dry run: nothing submitted")
+        return 0
+    logs.mkdir(parents=True, exist_ok=True)
+    job = cluster.submit(cmd, {"table": args.table, "profile": profile.name, "seeds": list(profile.seeds),
+                               "indices": runnable, "lines": {str(i): {"key": listed[i].key, "seed": listed[i].seed,
+                                                                       "cell": listed[i].cell.label}
+                                                              for i in runnable},
+                               "sbatch": cmd, "logs": str(logs)}, results)
+    print(f"submitted job {job}: python -m repro status --table {args.table} {' '.join(task_args[:-1])} shows "
+          f"where it stands")
+    return 0
+
+
+def _status(args: argparse.Namespace, overrides: list[str]) -> int:
+    """``status``: done / running / queued / failed / left per line (cell and seed) of a table."""
+    from repro import cluster
+    from repro.pipeline import data_folder
+    from repro.runner import statuses
+
+    profile, results = _profile_and_results(args, overrides)
+    results = results.resolve()
+    data = _cluster_data(profile, args.quiet, make=False)
+    if data is None:
+        print(f"no prepared data set in {data_folder(profile)}: records cannot be matched to cells; only the queue "
+              f"is shown")
+    listed = statuses(args.table, profile, data, results, args.all_cells, args.target or "published", args.controls)
+    states, note = cluster.line_states(listed, results, args.table)
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s.state] = counts.get(s.state, 0) + 1
+        if not args.summary:
+            print(f"{s.index:4d}  {s.label:56}  seed {s.seed}  {s.state}" + (f"  ({s.detail})" if s.detail else ""))
+    order = ("done", "running", "queued", "submitted", "failed", "left", "not available")
+    print(f"table {args.table} on {profile.name}: " + ", ".join(f"{counts[k]} {k}" for k in order if k in counts)
+          + f"; records in {results / 'records'}" + (f"; {note}" if note else ""))
     return 0
 
 
@@ -344,9 +498,42 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument("--gpu-latency", type=float, metavar="W",
                        help="GPU-latency limit: the uniform Channel reference at width W (e.g. 0.75)")
     c.add_argument("--seed", type=int, help="the seed (default: 0, or with --table/--index the listed cell's)")
+    c.add_argument("--search-only", action="store_true",
+                   help="only the search, in this one process, for a method that searches in one process (what a "
+                        "Slurm task on several GPUs runs before torchrun retrains); nothing for the others")
     _add_target_arg(c)
     _add_profile_args(c)
     c.set_defaults(func=_run_cell)
+
+    s = sub.add_parser("submit", help="a table's cells x seeds as one Slurm array, its cost printed first")
+    s.add_argument("--table", type=int, choices=(1, 2, 3), required=True)
+    s.add_argument("--dry-run", action="store_true",
+                   help="print the plan, the cost and the sbatch line; submit nothing")
+    s.add_argument("--indices", help="only these lines of run-table --list (Slurm's syntax: 0-3,7)")
+    s.add_argument("--method", action="append", help="only this method's lines (repeat for several)")
+    s.add_argument("--gpus-per-node", type=int, help="GPUs per task, one rank each (default 8 on the imagenet "
+                   "profile, else 0: a CPU node, one rank)")
+    s.add_argument("--cpus-per-task", type=int, help="CPUs per task (default 8 per GPU, 2 on a CPU node)")
+    s.add_argument("--time", help="each task's time limit, Slurm's format (default: from the cost model, at most "
+                   "72:00:00; on CPU nodes the script's 72:00:00)")
+    s.add_argument("--partition")
+    s.add_argument("--account")
+    s.add_argument("--max-running", type=int, help="at most this many tasks at once (Slurm's %%N)")
+    s.add_argument("--sbatch-arg", action="append",
+                   help="passed to sbatch as written (repeat), e.g. --sbatch-arg=--mem=200G")
+    s.add_argument("--rates", help="a GPU check's JSON whose training throughput the cost uses (default: the H100 "
+                   "measured in docs/latency_evidence)")
+    s.add_argument("--per-task", action="store_true", help="also print each task's modelled GPU-hours")
+    _add_target_arg(s)
+    _add_profile_args(s)
+    s.set_defaults(func=_submit)
+
+    st = sub.add_parser("status", help="done / running / queued / failed / left per cell and seed of a table")
+    st.add_argument("--table", type=int, choices=(1, 2, 3), required=True)
+    st.add_argument("--summary", action="store_true", help="only the totals")
+    _add_target_arg(st)
+    _add_profile_args(st)
+    st.set_defaults(func=_status)
 
     lt = sub.add_parser("latency-table", help="build this machine's CPU or GPU latency table (per-layer lookup)")
     lt.add_argument("--device", required=True, choices=("cpu", "cuda"))

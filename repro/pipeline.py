@@ -271,6 +271,35 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
                          log, quiet, target), True
 
 
+def search_cell(method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile, seed: int,
+                data: PreparedData, results: Path, device: Any = None, log: Callable[[str], None] = print,
+                quiet: bool = False, target: Target = HEADER) -> str:
+    """Only the cell's search, in this one process, for a method that searches in one process: what a Slurm
+    task on a node of several GPUs runs before ``torchrun`` retrains the found network with DDP (under
+    ``torchrun`` such a search is refused, ``require_single_process``). Says what it did: ``"cell done"``,
+    ``"distributed"`` (the method searches under torchrun with the retraining: nothing to do here) or
+    ``"searched"`` (done now or found done)."""
+    method = get_method(method_name)
+    check_cell(method, variant, family, constraint, target)
+    records = Path(results) / RECORDS
+    key = cell_key(method_name, variant, family, constraint, profile, seed, data, target)
+    if find_record(records, key) is not None:
+        return "cell done"
+    if method.distributed:
+        return "distributed"
+    require_single_process(f"{method_name}'s search (--search-only)")
+    with _locked(Path(results), f"cell-{key}", f"cell {method_name} {variant} {family} {constraint.label()} seed "
+                 f"{seed} (its search)", log):
+        if find_record(records, key) is not None:
+            return "cell done"
+        table = open_table(profile.latency, constraint.kind) if constraint.is_latency else None  # NotRunHere
+        search(method, variant, family, constraint, profile, seed, data, Path(results), table, device, log, quiet,
+               target)
+        if table is not None:
+            _save_table(table, log)
+    return "searched"
+
+
 def _run_cell(key: str, method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile,
               seed: int, data: PreparedData, results: Path, device: Any, log: Callable[[str], None],
               quiet: bool, target: Target) -> RunRecord:

@@ -1,11 +1,15 @@
 #!/bin/bash
-# One Slurm array task per table cell, each a torchrun DDP job on one node of 8 GPUs.
-#   python -m repro run-table 1 --profile imagenet --list     # the cells, their indices and status
+# One Slurm array task per line of a table's list (a cell and seed), each a torchrun DDP job on one node.
+# `python -m repro submit --table 1 --profile imagenet [--seeds=0,1,2,3,4] [--dry-run]` submits it for you: the
+# lines left to run as one array, the cost printed first, the log folder made, `python -m repro status` after.
+# By hand:
+#   python -m repro run-table 1 --profile imagenet --list     # the lines, their indices and status
 #   sbatch --array=0-25 scripts/slurm_table.sh 1              # table 1: indices from the list
 #   sbatch --array=0-129 scripts/slurm_table.sh 1 --seeds=0,1,2,3,4   # cells x seeds: list with the same --seeds
-# A cell whose record exists returns at once; a cell killed by the time limit resumes from its checkpoint
-# when the same index is submitted again. Shared artifacts (a retrained network two cells share) are built
-# by whichever task gets there first.
+# Arguments after the table go to run-cell (--profile imagenet unless one is given). A line whose record exists
+# returns at once; a task killed by the time limit resumes from its checkpoint when the same index is submitted
+# again. Shared artifacts (a reference network, a PruningNet) are built once, under their locks, by whichever task
+# gets there first; the others wait.
 #SBATCH --job-name=ahpo-table
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
@@ -19,7 +23,8 @@ set -euo pipefail
 TABLE=${1:?usage: sbatch --array=0-N scripts/slurm_table.sh TABLE [overrides...]}
 shift
 cd "${SLURM_SUBMIT_DIR}"
-source .nox/suite/bin/activate          # the environment `nox -s tests` builds
+# the environment `nox -s tests` builds, or the one `python -m repro submit` ran in
+source "${AHPO_VENV:-.nox/suite}/bin/activate"
 # One rank per GPU of the node, one on a node without GPUs (a CPU node ran 8 ranks on its 2 cores before).
 NPROC="${SLURM_GPUS_ON_NODE:-}"
 if [[ -z "${NPROC}" ]] && command -v nvidia-smi >/dev/null 2>&1; then
@@ -32,8 +37,18 @@ fi
 # rank: more threads than CPUs when tasks share a node without CPU binding).
 THREADS=$(( ${SLURM_CPUS_PER_TASK:-1} / NPROC ))
 export OMP_NUM_THREADS=$(( THREADS > 0 ? THREADS : 1 ))
-torchrun --standalone --nproc_per_node="${NPROC}" -m repro run-cell \
-    --table "${TABLE}" --index "${SLURM_ARRAY_TASK_ID}" --profile imagenet "$@"
+PROFILE=(--profile imagenet)
+for arg in "$@"; do
+    if [[ "${arg}" == --profile || "${arg}" == --profile=* ]]; then PROFILE=(); fi
+done
+CELL=(--table "${TABLE}" --index "${SLURM_ARRAY_TASK_ID}" "${PROFILE[@]}" "$@")
+# A method whose search is written for one process (NetAdapt, AMC, MetaPruning, ...) refuses several ranks:
+# its search runs here first in one process on one GPU (cached; nothing for the paper's method and the uniform
+# rows, which run whole under torchrun), then torchrun retrains the found network on every GPU.
+if (( NPROC > 1 )); then
+    python -m repro run-cell --search-only "${CELL[@]}"
+fi
+torchrun --standalone --nproc_per_node="${NPROC}" -m repro run-cell "${CELL[@]}"
 # Several nodes per cell: replace --standalone by
 #   --nnodes="${SLURM_NNODES}" --rdzv_backend=c10d --rdzv_id="${SLURM_JOB_ID}" \
 #   --rdzv_endpoint="$(scontrol show hostnames "${SLURM_JOB_NODELIST}" | head -n1):29500"

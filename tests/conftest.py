@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="run the benchmarks (tests that use pytest-benchmark's `benchmark` fixture)")
     parser.addoption("--runslow", action="store_true", default=False,
                      help="also run the tests marked slow (minutes each; the default run skips them)")
+    parser.addoption("--slurm", action="store_true", default=False,
+                     help="run the tests marked slurm: a single-node Slurm started here (root, slurm-wlm and munge; "
+                          "`nox -s cluster` installs them and runs these)")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
@@ -53,9 +56,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     slow = pytest.mark.skip(reason="slow: run with `pytest tests/ --runslow`")
+    slurm = pytest.mark.skip(reason="starts a local Slurm: run with `nox -s cluster` (pytest tests/ -m slurm --slurm)")
     bench = pytest.mark.skip(reason="benchmark: run with `pytest tests/ --benchmark`")
     for item in items:
         if item.get_closest_marker("slow") and not config.getoption("--runslow"):
             item.add_marker(slow)
+        if item.get_closest_marker("slurm") and not config.getoption("--slurm"):
+            item.add_marker(slurm)
         if "benchmark" in getattr(item, "fixturenames", ()) and not config.getoption("--benchmark"):
             item.add_marker(bench)

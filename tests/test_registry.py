@@ -118,3 +118,25 @@ def test_a_new_method_runs_end_to_end_through_run_cell(example_method, tmp_path,
     assert main(argv) == 0 and "already done: half_depth" in capsys.readouterr().out
     assert main([*argv[:-1], "--methods.half_depth.widht=0.9"]) == 2  # its typed settings refuse a typo
     assert "widht" in capsys.readouterr().err
+
+
+def test_search_only_runs_a_one_process_search_alone_and_the_cell_then_reuses_it(example_method, tmp_path, capsys):
+    """What a Slurm task on several GPUs runs before torchrun: the search alone (cached), nothing for a method
+    that searches under torchrun, nothing once the cell's record exists."""
+    from repro.cli import main
+
+    data = make_tiny_data(tmp_path / "data", seed=3, train_per_class=6, per_class=2)
+    common = ["--variant", "depth", "--family", "mobilenet_v2", "--flops", "100M", "--data", str(data),
+              "--results", str(tmp_path / "results"), "--quiet", "--train.epochs=1", "--train.batch_size=32",
+              "--train.lr_reference_batch=32"]
+    assert main(["run-cell", "--method", "half_depth", "--search-only", *common]) == 0
+    assert "search done in one process" in capsys.readouterr().out
+    assert len(list((tmp_path / "results" / "searches").glob("*/result.pt"))) == 1
+    assert not list((tmp_path / "results" / "records").glob("cell-*.json"))
+    assert main(["run-cell", "--method", "half_depth", *common]) == 0
+    assert "half_depth search already done" in capsys.readouterr().out
+    assert main(["run-cell", "--method", "half_depth", "--search-only", *common]) == 0
+    assert "the cell's record exists: nothing to search" in capsys.readouterr().out
+    common[:2] = ["--variant", "channel"]
+    assert main(["run-cell", "--method", "uniform", "--search-only", *common]) == 0
+    assert "uniform searches under torchrun with the retraining" in capsys.readouterr().out
