@@ -144,6 +144,9 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
         why = blocked_reason(st.cell)
         if why:
             raise ValueError(f"cell {args.index} ({st.cell.label}) cannot run: {why}")
+        if args.reference_only:
+            return _reference_only(st.cell.method, st.cell.variant, st.cell.family, profile, st.seed, data,
+                                   results, st.cell.label)
         if args.search_only:
             c = st.cell
             return _search_only(c.method, c.variant, c.family, c.constraint, profile, st.seed, data, results,
@@ -169,6 +172,10 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
         check_cell(method, args.variant, args.family, constraint)
         check_feasible(method, args.variant, args.family, constraint, profile)
         data = prepare_data(profile, quiet=args.quiet)
+        if args.reference_only:
+            return _reference_only(args.method, args.variant, args.family, profile,
+                                   0 if args.seed is None else args.seed, data, results,
+                                   f"{args.method} {args.variant} {args.family} {constraint.label()}")
         if args.search_only:
             return _search_only(args.method, args.variant, args.family, constraint, profile,
                                 0 if args.seed is None else args.seed, data, results, args.quiet, HEADER,
@@ -179,6 +186,18 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
         return 0
     print(f"{'ran' if ran else 'already done'}: {record.method} {record.variant} {record.family} "
           f"{record.macs / 1e6:.2f}M MACs, top-1 {100 * record.top1:.2f}% -> key {record.key}")
+    return 0
+
+
+def _reference_only(method: str, variant: str, family: str, profile, seed: int, data, results: Path,
+                    label: str) -> int:
+    from repro.distributed import is_main
+    from repro.pipeline import reference_for_cell
+
+    needed = reference_for_cell(method, variant, family, profile, seed, data, results)
+    if is_main():
+        print(f"{label} seed {seed}: " + (f"the reference {family} network is trained" if needed
+                                          else f"{method} starts from no reference network: nothing to train"))
     return 0
 
 
@@ -498,9 +517,13 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument("--gpu-latency", type=float, metavar="W",
                        help="GPU-latency limit: the uniform Channel reference at width W (e.g. 0.75)")
     c.add_argument("--seed", type=int, help="the seed (default: 0, or with --table/--index the listed cell's)")
-    c.add_argument("--search-only", action="store_true",
-                   help="only the search, in this one process, for a method that searches in one process (what a "
-                        "Slurm task on several GPUs runs before torchrun retrains); nothing for the others")
+    only = c.add_mutually_exclusive_group()
+    only.add_argument("--reference-only", action="store_true",
+                      help="only the reference network the cell's method starts from (under torchrun: with DDP), "
+                           "what a Slurm task on several GPUs trains before the method's one-process search")
+    only.add_argument("--search-only", action="store_true",
+                      help="only the search, in this one process, for a method that searches in one process (what "
+                           "a Slurm task on several GPUs runs before torchrun retrains); nothing for the others")
     _add_target_arg(c)
     _add_profile_args(c)
     c.set_defaults(func=_run_cell)

@@ -71,7 +71,8 @@ class Rates:
                                f"{{family, images_per_s}} ({type(e).__name__}: {e}): give the file "
                                f"scripts/gpu_check.py wrote") from None
         device = str(d.get("device_id") or d.get("device") or "unnamed device")
-        return cls(per_family, device, str(path))
+        path = Path(path).resolve()
+        return cls(per_family, device, str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path))
 
 
 @dataclass

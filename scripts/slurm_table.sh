@@ -42,10 +42,12 @@ for arg in "$@"; do
     if [[ "${arg}" == --profile || "${arg}" == --profile=* ]]; then PROFILE=(); fi
 done
 CELL=(--table "${TABLE}" --index "${SLURM_ARRAY_TASK_ID}" "${PROFILE[@]}" "$@")
-# A method whose search is written for one process (NetAdapt, AMC, MetaPruning, ...) refuses several ranks:
-# its search runs here first in one process on one GPU (cached; nothing for the paper's method and the uniform
-# rows, which run whole under torchrun), then torchrun retrains the found network on every GPU.
+# A method whose search is written for one process (NetAdapt, AMC, MetaPruning, ThiNet, CP, SFP, AutoPruner)
+# refuses several ranks. On a node of several GPUs: the reference network it starts from is trained first on
+# every GPU, then its search runs in one process on one GPU (both cached; nothing for the paper's method and the
+# uniform rows, which run whole under torchrun), then torchrun retrains the found network on every GPU.
 if (( NPROC > 1 )); then
+    torchrun --standalone --nproc_per_node="${NPROC}" -m repro run-cell --reference-only "${CELL[@]}"
     python -m repro run-cell --search-only "${CELL[@]}"
 fi
 torchrun --standalone --nproc_per_node="${NPROC}" -m repro run-cell "${CELL[@]}"

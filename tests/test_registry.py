@@ -7,12 +7,13 @@ that is not ``distributed`` is refused under several processes before any work. 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from repro.arch import FAMILIES
+from repro.arch import FAMILIES, ArchConfig
 from repro.constraint import CONSTRAINT_KINDS, Constraint
 from repro.discover import load_methods
 from repro.profiles import load_profile
@@ -137,6 +138,14 @@ def test_search_only_runs_a_one_process_search_alone_and_the_cell_then_reuses_it
     assert "half_depth search already done" in capsys.readouterr().out
     assert main(["run-cell", "--method", "half_depth", "--search-only", *common]) == 0
     assert "the cell's record exists: nothing to search" in capsys.readouterr().out
+    assert main(["run-cell", "--method", "half_depth", "--reference-only", *common]) == 0
+    assert "half_depth starts from no reference network: nothing to train" in capsys.readouterr().out
+    amc = ["--method", "amc", "--variant", "channel", "--family", "mobilenet_v1", "--flops", "330M", *common[6:]]
+    assert main(["run-cell", "--reference-only", *amc]) == 0  # what a task on several GPUs trains with DDP first
+    assert "the reference mobilenet_v1 network is trained" in capsys.readouterr().out
+    trained = [json.loads(p.read_text()) for p in (tmp_path / "results" / "records").glob("retrain-*.json")]
+    assert [r["arch"]["widths"] for r in trained if r["family"] == "mobilenet_v1"] == [
+        list(ArchConfig.canonical("mobilenet_v1").widths)]
     common[:2] = ["--variant", "channel"]
     assert main(["run-cell", "--method", "uniform", "--search-only", *common]) == 0
     assert "uniform searches under torchrun with the retraining" in capsys.readouterr().out

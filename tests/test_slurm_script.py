@@ -53,14 +53,16 @@ def test_a_task_asks_for_one_rank_per_gpu_and_its_share_of_the_cpus(tmp_path, en
 
 
 @pytest.mark.skipif(not Path("/bin/bash").exists(), reason="the script is bash")
-def test_on_several_gpus_a_one_process_search_runs_first_and_a_given_profile_is_kept(tmp_path):
+def test_on_several_gpus_the_reference_then_a_one_process_search_run_first_and_a_given_profile_is_kept(tmp_path):
     launches = _launches(tmp_path, ("--profile", "smoke", "--seeds=0,1"), SLURM_GPUS_ON_NODE="2",
                          SLURM_CPUS_PER_TASK="4")
-    assert [launch[0] for launch in launches] == ["python", "torchrun"]
-    first, second = launches
-    assert first[2:] == ["-m", "repro", "run-cell", "--search-only", "--table", "1", "--index", "3", "--profile",
-                         "smoke", "--seeds=0,1"]
-    assert second[second.index("--table"):] == ["--table", "1", "--index", "3", "--profile", "smoke", "--seeds=0,1"]
+    assert [launch[0] for launch in launches] == ["torchrun", "python", "torchrun"]
+    cell = ["--table", "1", "--index", "3", "--profile", "smoke", "--seeds=0,1"]
+    reference, search, retrain = launches
+    assert "--nproc_per_node=2" in reference and reference[reference.index("-m"):] == [
+        "-m", "repro", "run-cell", "--reference-only", *cell]
+    assert search[2:] == ["-m", "repro", "run-cell", "--search-only", *cell]
+    assert "--nproc_per_node=2" in retrain and retrain[retrain.index("--table"):] == cell
     (tmp_path / "one").mkdir()
     assert [launch[0] for launch in _launches(tmp_path / "one", SLURM_GPUS_ON_NODE="1")] == ["torchrun"]
 
