@@ -34,7 +34,7 @@ LAYERS: dict[str, str] = {
     "baselines.zoo.*": "zoo",  # the architectures the baselines' authors released: data, read by the tables
     "repro.results": "records",
     "tables.*": "tables",
-    **dict.fromkeys(["repro.pipeline", "repro.runner", "repro.discover"], "pipeline"),
+    **dict.fromkeys(["repro.pipeline", "repro.runner", "repro.discover", "repro.cluster"], "pipeline"),
     **dict.fromkeys(["repro.cli", "repro.__main__"], "commands"),
 }
 ALLOWED: dict[str, set[str]] = {
