@@ -81,7 +81,8 @@ def _profile_and_results(args: argparse.Namespace, overrides: list[str]):
         raise ConfigError(f"--data.workers={profile.data.workers} is more than this machine's {cores} cores: give "
                           f"at most {cores} (0 uses them all; a profile's own number is capped at the cores)")
     results = Path(args.results) if args.results else Path("results") / profile.name
-    if args.command in ("run-table", "run-cell") and not getattr(args, "list", False):
+    if (args.command in ("run-table", "run-cell") and not getattr(args, "list", False)) or (
+            args.command == "submit" and not args.dry_run):
         _require_writable(results)
     return profile, results
 
@@ -288,7 +289,9 @@ def _submit(args: argparse.Namespace, overrides: list[str]) -> int:
             print("\n".join(est.lines))
             if time_limit is None:
                 time_limit = cluster.hours_limit(est.longest_task_hours)
-                if est.longest_task_hours * 1.25 > cluster.MAX_HOURS:
+                print(f"  each task's time limit: {time_limit} ({cluster.MARGIN:g}x the longest task modelled; "
+                      f"--time sets another)")
+                if est.longest_task_hours * cluster.MARGIN > cluster.MAX_HOURS:
                     print(f"  the longest task is modelled above {cluster.MAX_HOURS} h: it stops at the limit and "
                           f"resumes from its checkpoint when submitted again")
     else:

@@ -37,7 +37,7 @@ def test_indices_and_slurm_ranges_round_trip():
     for bad in ("3-1", "a", "1-"):
         with pytest.raises(cluster.ClusterError, match="--indices"):
             cluster.parse_indices(bad)
-    assert cluster.hours_limit(0.1) == "1:00:00" and cluster.hours_limit(10) == "13:00:00"
+    assert cluster.hours_limit(0.1) == "1:00:00" and cluster.hours_limit(10) == "20:00:00"
     assert cluster.hours_limit(500) == "72:00:00"
 
 
