@@ -160,9 +160,12 @@ class NetAdapt(Method[NetAdaptConfig]):
         import math
 
         r, d, need = config.init_reduction, config.decay, 1 - fraction
-        left = 1 - need * (1 - d) / r
-        n = config.max_iterations if left <= 0 else min(config.max_iterations, max(1, math.ceil(math.log(left)
-                                                                                                 / math.log(d))))
+        if d >= 1:  # constant steps
+            n = min(config.max_iterations, max(1, math.ceil(need / r)))
+        else:
+            left = 1 - need * (1 - d) / r
+            n = config.max_iterations if left <= 0 else min(config.max_iterations,
+                                                            max(1, math.ceil(math.log(left) / math.log(d))))
         proposals = n * len(layers(ArchConfig.canonical(family)))
         batch = profile.train_for(family).batch_size
         return [reference_work(profile, family),

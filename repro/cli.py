@@ -146,8 +146,9 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
         if why:
             raise ValueError(f"cell {args.index} ({st.cell.label}) cannot run: {why}")
         if args.reference_only:
-            return _reference_only(st.cell.method, st.cell.variant, st.cell.family, profile, st.seed, data,
-                                   results, st.cell.label)
+            c = st.cell
+            return _reference_only(c.method, c.variant, c.family, c.constraint, profile, st.seed, data, results,
+                                   c.target, c.label)
         if args.search_only:
             c = st.cell
             return _search_only(c.method, c.variant, c.family, c.constraint, profile, st.seed, data, results,
@@ -174,8 +175,8 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
         check_feasible(method, args.variant, args.family, constraint, profile)
         data = prepare_data(profile, quiet=args.quiet)
         if args.reference_only:
-            return _reference_only(args.method, args.variant, args.family, profile,
-                                   0 if args.seed is None else args.seed, data, results,
+            return _reference_only(args.method, args.variant, args.family, constraint, profile,
+                                   0 if args.seed is None else args.seed, data, results, HEADER,
                                    f"{args.method} {args.variant} {args.family} {constraint.label()}")
         if args.search_only:
             return _search_only(args.method, args.variant, args.family, constraint, profile,
@@ -190,15 +191,16 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-def _reference_only(method: str, variant: str, family: str, profile, seed: int, data, results: Path,
-                    label: str) -> int:
+def _reference_only(method: str, variant: str, family: str, constraint, profile, seed: int, data, results: Path,
+                    target, label: str) -> int:
     from repro.distributed import is_main
     from repro.pipeline import reference_for_cell
 
-    needed = reference_for_cell(method, variant, family, profile, seed, data, results)
+    done = reference_for_cell(method, variant, family, constraint, profile, seed, data, results, target=target)
     if is_main():
-        print(f"{label} seed {seed}: " + (f"the reference {family} network is trained" if needed
-                                          else f"{method} starts from no reference network: nothing to train"))
+        print(f"{label} seed {seed}: " + {"cell done": "the cell's record exists: nothing to train",
+                                          "none": f"{method} starts from no reference network: nothing to train",
+                                          "trained": f"the reference {family} network is trained"}[done])
     return 0
 
 
@@ -252,6 +254,11 @@ def _submit(args: argparse.Namespace, overrides: list[str]) -> int:
                                    f"{args.table}'s list (python -m repro run-table {args.table} --list with the "
                                    f"same --profile and --seeds)")
     if args.method:
+        have = sorted({st.cell.method for st in listed})
+        unknown = [m for m in args.method if m not in have]
+        if unknown:
+            raise cluster.ClusterError(f"--method {unknown[0]} has no line in table {args.table}; its methods: "
+                                       f"{', '.join(have)}")
         chosen = [i for i in chosen if listed[i].cell.method in args.method]
     states, note = cluster.line_states(listed, results, args.table)
     gpu_only = "GPU latency needs a CUDA GPU"
@@ -300,13 +307,14 @@ def _submit(args: argparse.Namespace, overrides: list[str]) -> int:
     logs = results / "slurm" / "logs"
     task_args = ["--profile", str(Path(args.profile).resolve()) if args.profile.endswith((".yaml", ".yml"))
                  else args.profile, "--results", str(results)]
-    if args.data:
-        task_args += ["--data", str(Path(args.data).resolve())]
+    task_args += ["--data", str(data_folder(profile).resolve())]  # tasks start in the repository's root
     task_args += overrides
     task_args += ["--all-cells"] * args.all_cells + ["--controls"] * args.controls
     task_args += ["--target", args.target] if args.target else []
     task_args.append("--quiet")
-    extra = [f"--export=ALL,AHPO_VENV={sys.prefix}", *(args.sbatch_arg or [])]
+    # the tasks' environment: this one when it is a virtual environment (else the script's default, then PATH)
+    extra = ([f"--export=ALL,AHPO_VENV={sys.prefix}"] if sys.prefix != sys.base_prefix else []) + list(
+        args.sbatch_arg or [])
     cmd = cluster.sbatch_line(runnable, args.table, task_args, gpus, cpus, logs, time_limit, args.partition,
                               args.account, args.max_running, extra)
     print(f"array: {len(runnable)} task(s), {gpus} GPU(s) and {cpus} CPU(s) each; logs in {logs}")
@@ -316,9 +324,7 @@ def _submit(args: argparse.Namespace, overrides: list[str]) -> int:
         return 0
     logs.mkdir(parents=True, exist_ok=True)
     job = cluster.submit(cmd, {"table": args.table, "profile": profile.name, "seeds": list(profile.seeds),
-                               "indices": runnable, "lines": {str(i): {"key": listed[i].key, "seed": listed[i].seed,
-                                                                       "cell": listed[i].cell.label}
-                                                              for i in runnable},
+                               "indices": runnable, "lines": cluster.submission_lines(listed, runnable),
                                "sbatch": cmd, "logs": str(logs)}, results)
     print(f"submitted job {job}: python -m repro status --table {args.table} {' '.join(task_args[:-1])} shows "
           f"where it stands")

@@ -134,32 +134,40 @@ class Estimate:
     longest_task_hours: float
 
 
-def estimate(costs: list[CellCost], gpus: int, rates: Rates) -> Estimate:
-    """Totals over the array: shared phases once per family and seed (the first task that needs one builds it;
-    the others wait for it under its lock, and the estimate puts it on the first)."""
-    seen: set[str] = set()
-    compute = allocated = longest = 0.0
-    undeclared, unknown = [], []
+def task_seconds(costs: list[CellCost], gpus: int) -> list[tuple[CellCost, float, float]]:
+    """(cost, compute seconds, wall seconds on its node) per task. A shared phase (a reference network, a
+    PruningNet) is computed once, by the first task that needs it; a later task of the same family and seed
+    waits for it under its lock and holds its node meanwhile, so the wait is in its wall time (as if every task
+    started together: the most it can be), not in its compute."""
+    built: dict[str, float] = {}
+    out = []
     for c in costs:
-        if not c.known:
-            unknown.append(c.index)
-            continue
-        if not c.declared:
-            undeclared.append(c.index)
-        wall = 0.0
+        compute = wall = 0.0
         for _what, seconds, distributed, shared in c.phases:
+            phase_wall = seconds / gpus if distributed and gpus > 1 else seconds
+            if shared is not None and shared in built:
+                wall += built[shared]
+                continue
             if shared is not None:
-                if shared in seen:
-                    continue
-                seen.add(shared)
+                built[shared] = phase_wall
             compute += seconds
-            wall += seconds / gpus if distributed and gpus > 1 else seconds
-        allocated += wall * max(gpus, 1)
-        longest = max(longest, wall)
-    lines = [f"cost model (not a measurement): {compute / 3600:,.0f} GPU-hours of compute, "
-             f"{allocated / 3600:,.0f} GPU-hours allocated ({len(costs) - len(unknown)} task(s) x {gpus} GPU(s); a "
-             f"one-process search holds the node's other GPUs idle), the longest task about "
-             f"{longest / 3600:,.1f} h",
+            wall += phase_wall
+        out.append((c, compute, wall))
+    return out
+
+
+def estimate(costs: list[CellCost], gpus: int, rates: Rates) -> Estimate:
+    """Totals over the array (``task_seconds``)."""
+    undeclared = [c.index for c in costs if c.known and not c.declared]
+    unknown = [c.index for c in costs if not c.known]
+    per_task = [t for t in task_seconds(costs, gpus) if t[0].known]
+    compute = sum(t[1] for t in per_task)
+    allocated = sum(t[2] for t in per_task) * max(gpus, 1)
+    longest = max((t[2] for t in per_task), default=0.0)
+    lines = [f"cost model (not a measurement): {compute / 3600:,.0f} GPU-hours of compute, at most "
+             f"{allocated / 3600:,.0f} GPU-hours allocated ({len(per_task)} task(s) x {max(gpus, 1)} GPU(s); a "
+             f"one-process search holds its node's other GPUs idle, a task waiting for a shared network holds "
+             f"its node), the longest task about {longest / 3600:,.1f} h",
              f"  rates: {', '.join(f'{k} {v:,.0f}' for k, v in sorted(rates.per_family.items()))} training images/s "
              f"per GPU at 224 px ({rates.device}, {rates.source}); time per image x (MACs / full MACs)^{EXPONENT}, "
              f"a forward pass {FORWARD:.2f} of a step, data loading not counted"]
@@ -172,23 +180,13 @@ def estimate(costs: list[CellCost], gpus: int, rates: Rates) -> Estimate:
 
 
 def cost_table(costs: list[CellCost], gpus: int) -> list[str]:
-    """Per line of the array: GPU-hours of compute and the task's wall hours on its node (shared phases on the
-    line that comes first)."""
-    seen: set[str] = set()
+    """Per line of the array: GPU-hours of compute and the task's wall hours on its node (``task_seconds``)."""
     out = []
-    for c in costs:
+    for c, compute, wall in task_seconds(costs, gpus):
         if not c.known:
             out.append(f"{c.index:4d}  {c.label:56}  seed {c.seed}  no rate for its family")
             continue
-        comp = wall = 0.0
-        for _what, seconds, distributed, shared in c.phases:
-            if shared is not None:
-                if shared in seen:
-                    continue
-                seen.add(shared)
-            comp += seconds
-            wall += seconds / gpus if distributed and gpus > 1 else seconds
-        out.append(f"{c.index:4d}  {c.label:56}  seed {c.seed}  {comp / 3600:8.1f} GPU-h  {wall / 3600:6.1f} h"
+        out.append(f"{c.index:4d}  {c.label:56}  seed {c.seed}  {compute / 3600:8.1f} GPU-h  {wall / 3600:6.1f} h"
                    + ("" if c.declared else "  (retraining only: search cost not declared)"))
     return out
 
@@ -289,6 +287,19 @@ def accounting(jobs: list[str]) -> dict[str, str]:
     return out
 
 
+def label_id(st) -> str:
+    """A line's name without its key (no data prepared): its cell, operating point and seed."""
+    return f"{st.cell.label} | {st.cell.target.label()} | seed {st.seed}"
+
+
+def submission_lines(listed, indices: list[int]) -> dict[str, dict[str, Any]]:
+    """What a submission file keeps of its lines: each one's key (its cell key names the profile's settings,
+    the data and the seed), its label id and seed, so that a later list with other flags or seeds finds the
+    same (cell, seed) whatever its index there."""
+    return {str(i): {"key": listed[i].key, "label": label_id(listed[i]), "seed": listed[i].seed,
+                     "cell": listed[i].cell.label} for i in indices}
+
+
 @dataclass
 class LineState:
     index: int
@@ -301,13 +312,19 @@ class LineState:
 def line_states(listed, results: Path, table: int) -> tuple[list[LineState], str | None]:
     """Each line of the list: done (its record), running / queued (its latest submission's task in the queue),
     failed (submitted, out of the queue, no record; sacct's state where it keeps one), left (never submitted), or
-    not available; and a note when the queue could not be asked."""
-    subs = submissions(results, table)
-    latest: dict[int, tuple[str, dict[str, Any]]] = {}
-    for d in subs:
-        for i in d.get("indices", []):
-            latest[int(i)] = (str(d["job"]), d)
-    jobs = sorted({job for job, _ in latest.values()})
+    not available; and a note when the queue could not be asked. A line is found in a submission by its key
+    (by its cell, operating point and seed where no data is prepared), not by its index: another --seeds or
+    --all-cells numbers the lines differently."""
+    by_key: dict[str, tuple[str, int, dict[str, Any]]] = {}
+    by_label: dict[str, tuple[str, int, dict[str, Any]]] = {}
+    for d in submissions(results, table):  # oldest first: a line's latest submission wins
+        for i, line in (d.get("lines") or {}).items():
+            ref = (str(d["job"]), int(i), d)
+            if line.get("key"):
+                by_key[line["key"]] = ref
+            if line.get("label"):
+                by_label[line["label"]] = ref
+    jobs = sorted({job for job, _, _ in [*by_key.values(), *by_label.values()]})
     q = queue(jobs)
     acct = accounting(jobs) if q is not None else {}
     note = None if q is not None else "squeue cannot be asked here: submitted lines without a record show as " \
@@ -315,14 +332,13 @@ def line_states(listed, results: Path, table: int) -> tuple[list[LineState], str
     out = []
     for i, st in enumerate(listed):
         label = st.cell.label
+        ref = by_key.get(st.key) if st.key else by_label.get(label_id(st))
         if st.status == "done":
             out.append(LineState(i, label, st.seed, "done"))
-        elif st.status.startswith("not available"):
-            out.append(LineState(i, label, st.seed, "not available", st.status.split(": ", 1)[-1]))
-        elif i in latest:
-            job, d = latest[i]
-            task = f"{job}_{i}"
-            log = Path(d.get("logs", "")) / f"ahpo-table-{job}_{i}.out"
+        elif ref is not None:  # before "not available": a GPU-latency line queued from a login node without GPU
+            job, task_index, d = ref
+            task = f"{job}_{task_index}"
+            log = Path(d.get("logs", "")) / f"ahpo-table-{job}_{task_index}.out"
             if q is None:
                 out.append(LineState(i, label, st.seed, "submitted", f"job {task}"))
             elif task in q:
@@ -332,6 +348,8 @@ def line_states(listed, results: Path, table: int) -> tuple[list[LineState], str
                 state = acct.get(task, "")
                 out.append(LineState(i, label, st.seed, "failed", f"job {task} {state or 'left the queue'} without "
                                      f"a record; log {log}"))
+        elif st.status.startswith("not available"):
+            out.append(LineState(i, label, st.seed, "not available", st.status.split(": ", 1)[-1]))
         else:
             out.append(LineState(i, label, st.seed, "left"))
     return out, note
@@ -389,4 +407,5 @@ def quoted(cmd: list[str]) -> str:
 
 
 __all__ = ["CellCost", "ClusterError", "Estimate", "LineState", "Rates", "cell_cost", "cost_table", "estimate",
-           "hours_limit", "line_states", "parse_indices", "quoted", "sbatch_line", "submissions", "submit"]
+           "hours_limit", "label_id", "line_states", "parse_indices", "quoted", "sbatch_line", "submission_lines",
+           "submissions", "submit", "task_seconds"]

@@ -271,18 +271,23 @@ def run_cell(method_name: str, variant: str, family: str, constraint: Constraint
                          log, quiet, target), True
 
 
-def reference_for_cell(method_name: str, variant: str, family: str, profile: Profile, seed: int, data: PreparedData,
-                       results: Path, device: Any = None, log: Callable[[str], None] = print) -> bool:
+def reference_for_cell(method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile,
+                       seed: int, data: PreparedData, results: Path, device: Any = None,
+                       log: Callable[[str], None] = print, target: Target = HEADER) -> str:
     """The reference network the cell's method starts from (``Method.work`` declares it), trained here as the
     retraining it is: under ``torchrun`` with DDP, what a Slurm task on several GPUs runs before the method's
-    one-process search, which then finds it done (else the search would train it on one GPU). Whether the
-    method needs one."""
+    one-process search, which then finds it done (else the search would train it on one GPU). Says what it
+    did: ``"cell done"`` (the cell's record exists), ``"none"`` (the method declares no reference) or
+    ``"trained"`` (now, or found done)."""
     method = get_method(method_name)
+    if find_record(Path(results) / RECORDS, cell_key(method_name, variant, family, constraint, profile, seed, data,
+                                                     target)) is not None:
+        return "cell done"
     works = method.work(family, variant, method.config(profile.methods, family), profile, 1.0) or []
     if not any(w.shared == "reference" for w in works):
-        return False
+        return "none"
     PipelineShared(profile, seed, data, Path(results), device, log).reference(family)
-    return True
+    return "trained"
 
 
 def search_cell(method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile, seed: int,

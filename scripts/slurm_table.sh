@@ -23,8 +23,13 @@ set -euo pipefail
 TABLE=${1:?usage: sbatch --array=0-N scripts/slurm_table.sh TABLE [overrides...]}
 shift
 cd "${SLURM_SUBMIT_DIR}"
-# the environment `nox -s tests` builds, or the one `python -m repro submit` ran in
-source "${AHPO_VENV:-.nox/suite}/bin/activate"
+# the environment `python -m repro submit` ran in, else the one `nox -s tests` builds, else the PATH's python
+VENV="${AHPO_VENV:-.nox/suite}"
+if [[ -f "${VENV}/bin/activate" ]]; then
+    source "${VENV}/bin/activate"
+else
+    echo "no ${VENV}/bin/activate: using $(command -v python || echo 'no python on PATH')" >&2
+fi
 # One rank per GPU of the node, one on a node without GPUs (a CPU node ran 8 ranks on its 2 cores before).
 NPROC="${SLURM_GPUS_ON_NODE:-}"
 if [[ -z "${NPROC}" ]] && command -v nvidia-smi >/dev/null 2>&1; then
@@ -41,14 +46,14 @@ PROFILE=(--profile imagenet)
 for arg in "$@"; do
     if [[ "${arg}" == --profile || "${arg}" == --profile=* ]]; then PROFILE=(); fi
 done
-CELL=(--table "${TABLE}" --index "${SLURM_ARRAY_TASK_ID}" "${PROFILE[@]}" "$@")
+CELL=(--table "${TABLE}" --index "${SLURM_ARRAY_TASK_ID}" ${PROFILE[@]+"${PROFILE[@]}"} "$@")  # bash 4.2-safe
 # A method whose search is written for one process (NetAdapt, AMC, MetaPruning, ThiNet, CP, SFP, AutoPruner)
 # refuses several ranks. On a node of several GPUs: the reference network it starts from is trained first on
 # every GPU, then its search runs in one process on one GPU (both cached; nothing for the paper's method and the
 # uniform rows, which run whole under torchrun), then torchrun retrains the found network on every GPU.
 if (( NPROC > 1 )); then
     torchrun --standalone --nproc_per_node="${NPROC}" -m repro run-cell --reference-only "${CELL[@]}"
-    python -m repro run-cell --search-only "${CELL[@]}"
+    OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}" python -m repro run-cell --search-only "${CELL[@]}"  # alone: every CPU
 fi
 torchrun --standalone --nproc_per_node="${NPROC}" -m repro run-cell "${CELL[@]}"
 # Several nodes per cell: replace --standalone by

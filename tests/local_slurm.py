@@ -57,8 +57,15 @@ class LocalSlurm:
         return "\n".join(out)
 
     def stop(self) -> None:
-        if self.started and shutil.which("scancel"):
-            self.run("scancel", "--full", "--user=root", timeout=30)
+        if self.started and shutil.which("scancel"):  # the jobs first, and until they are gone (their steps'
+            self.run("scancel", "--full", "--user=root", timeout=30)  # processes would outlive slurmd)
+            for _ in range(60):
+                try:
+                    if not self.run("squeue", "-h", timeout=10).stdout.strip():
+                        break
+                except subprocess.TimeoutExpired:
+                    break
+                time.sleep(1)
         for name in ("slurmd", "slurmctld", "munged"):
             pid_file = self.folder / f"{name}.pid"
             try:

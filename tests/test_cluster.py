@@ -65,6 +65,9 @@ def test_the_cost_model_is_the_stated_arithmetic_and_counts_a_shared_network_onc
     other = cluster.cell_cost(by[("amc", 330e6, 1)][1], 2, profile, sizes, rates)
     assert math.isclose(cluster.estimate([netadapt, other], 1, rates).compute_hours * 3600,
                         alone, rel_tol=1e-9)
+    # after NetAdapt, AMC's task waits for the reference: in its wall time, not in its compute
+    (_, amc_compute, amc_wall), = cluster.task_seconds([netadapt, amc], 1)[1:]
+    assert math.isclose(amc_wall - amc_compute, ref[0][1], rel_tol=1e-9)
     # on 8 GPUs the retraining divides, AMC's one-process search does not, and its node's GPUs are allocated
     eight = cluster.estimate([amc], 8, rates)
     search = sum(s for _, s, d, _ in amc.phases if not d)
@@ -75,7 +78,7 @@ def test_the_cost_model_is_the_stated_arithmetic_and_counts_a_shared_network_onc
 
 def test_the_imagenet_dry_run_of_table1_with_five_seeds_states_its_array_and_cost(tmp_path):
     done = _cli("submit", "--table", "1", "--profile", "imagenet", "--seeds=0,1,2,3,4", "--results",
-                str(tmp_path / "r"), "--dry-run")
+                str(tmp_path / "r"), "--data", str(tmp_path / "no-imagenet-here"), "--dry-run")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "130 of 130 line(s) to submit" in out  # 26 cells x 5 seeds, GPU-latency cells on GPU nodes
@@ -99,29 +102,40 @@ def test_a_submission_without_prepared_data_or_sbatch_is_refused_with_the_fix(tm
             os.environ["PATH"] = old
 
 
-def test_status_reads_records_submissions_and_the_queue(tmp_path, monkeypatch):
-    """A submission of 4 lines: one has its record, one is running, one queued, one left the queue without a
-    record (failed); the rest of the table was never submitted (left). squeue is a stand-in."""
-    class Cell:
-        method, label = "uniform", "a cell"
-
-    class St:
-        def __init__(self, status):
-            self.cell, self.seed, self.status = Cell(), 0, status
-    listed = [St("done"), St("pending"), St("pending"), St("pending"), St("pending"), St("not available: x")]
+def test_status_finds_a_submitted_line_by_what_it_is_not_by_its_index(tmp_path, monkeypatch):
+    """Lines submitted from a 2-seed list, read from a 3-seed list (other indices): each (cell, seed) finds its
+    own task; a GPU-latency line queued from a machine without a GPU shows queued, not "not available"; a task
+    out of the queue without a record is failed, with its log. squeue is a stand-in."""
     results = tmp_path / "r"
+    two = statuses(1, load_profile("imagenet", ["--seeds=0,1"]), None, results)
+    three = statuses(1, load_profile("imagenet", ["--seeds=0,1,2"]), None, results)
+    gpu = next(i for i, st in enumerate(two) if st.cell.constraint.kind == "gpu_latency")
+    submitted = [0, 1, 3, gpu]  # task ids 0, 1, 3 and gpu of job 7
     (results / "slurm").mkdir(parents=True)
-    (results / "slurm" / "7.json").write_text(json.dumps({"table": 1, "job": "7", "indices": [0, 1, 2, 3],
-                                                          "submitted": "2026-12-07T00:00:00", "logs": "L"}))
+    (results / "slurm" / "7.json").write_text(json.dumps({
+        "table": 1, "job": "7", "indices": submitted, "lines": cluster.submission_lines(two, submitted),
+        "submitted": "2026-12-07T00:00:00", "logs": "L"}))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "squeue").write_text("#!/bin/bash\necho '7_1|RUNNING'\necho '7_2|PENDING'\n")
+    (bin_dir / "squeue").write_text(f"#!/bin/bash\necho '7_0|RUNNING'\necho '7_1|PENDING'\necho '7_{gpu}|PENDING'\n")
     (bin_dir / "squeue").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    states, note = cluster.line_states(listed, results, 1)
+    states, note = cluster.line_states(three, results, 1)
     assert note is None
-    assert [s.state for s in states] == ["done", "running", "queued", "failed", "left", "not available"]
-    assert "L/ahpo-table-7_3.out" in states[3].detail
+    by = {(three[s.index].cell.label, three[s.index].seed): s for s in states}
+    assert by[(two[0].cell.label, 0)].state == "running" and by[(two[1].cell.label, 1)].state == "queued"
+    failed = by[(two[3].cell.label, two[3].seed)]
+    assert failed.state == "failed" and "L/ahpo-table-7_3.out" in failed.detail
+    assert by[(two[gpu].cell.label, two[gpu].seed)].state == "queued"
+    assert by[(two[0].cell.label, 2)].state == "left"  # seed 2 of the same cell was never submitted
+    assert sum(s.state in ("running", "queued", "failed") for s in states) == 4
+
+
+def test_netadapt_without_decay_has_a_cost(tmp_path):
+    profile = load_profile("imagenet", ["--methods.netadapt.decay=1"])
+    st = next(st for st in statuses(1, profile, None, tmp_path) if st.cell.method == "netadapt")
+    cost = cluster.cell_cost(st, 0, profile, cluster.IMAGENET_SIZES, cluster.Rates.load(cluster.DEFAULT_RATES))
+    assert any("iterations" in what and seconds > 0 for what, seconds, _, _ in cost.phases)
 
 
 def _wait_for_queue(slurm: local_slurm.LocalSlurm, timeout: float) -> None:
@@ -135,47 +149,81 @@ def _wait_for_queue(slurm: local_slurm.LocalSlurm, timeout: float) -> None:
                          f"{slurm.log_tail()}")
 
 
-@pytest.mark.slurm
-def test_two_smoke_cells_by_two_seeds_as_one_array_on_a_real_slurm(tmp_path):
-    """Two MetaPruning cells (150M, 45M) x seeds 0, 1 as one array through the launcher, on a single-node Slurm
-    started here, one CPU a task: four records, each seed's PruningNet built once and used by both its cells,
-    and ``status`` reporting them done."""
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A single-node Slurm started for this module's tests and stopped after them."""
     why = local_slurm.why_not()
     if why:
         pytest.skip(why)
-    slurm = local_slurm.start(tmp_path / "slurm")
+    started = local_slurm.start(tmp_path_factory.mktemp("slurm"))
     try:
-        results = tmp_path / "results"
-        common = ["--table", "1", "--profile", "smoke", "--results", str(results), "--seeds=0,1",
-                  "--train.epochs=1", "--methods.metapruning.pruningnet_epochs=1"]
-        listing = _cli("run-table", "1", "--list", *common[2:], env=slurm.env)
-        assert listing.returncode == 0, listing.stderr
-        lines = [int(line.split()[0]) for line in listing.stdout.splitlines()
-                 if "MetaPruning" in line and ("| 150M" in line or "| 45M" in line)]
-        assert len(lines) == 4, listing.stdout
-        start = time.time()
-        sub = _cli("submit", *common, "--indices", ",".join(map(str, lines)), "--cpus-per-task", "1", env=slurm.env)
-        assert sub.returncode == 0, sub.stdout + sub.stderr
-        assert "4 of 4 line(s) to submit" in sub.stdout and "submitted job" in sub.stdout
-        again = _cli("submit", *common, "--indices", ",".join(map(str, lines)), "--dry-run", env=slurm.env)
-        assert "0 of 4 line(s) to submit" in again.stdout and "4 in the queue" in again.stdout  # not twice
-        _wait_for_queue(slurm, 1500)
-        wall = time.time() - start
-        records = [json.loads(p.read_text()) for p in (results / "records").glob("*.json")]
-        cells = [r for r in records if r["kind"] == "cell"]
-        nets = [r for r in records if r["kind"] == "pruningnet"]
-        logs = sorted((results / "slurm" / "logs").glob("ahpo-table-*.out"))
-        text = "\n".join(p.read_text() for p in logs)
-        assert len(cells) == 4, text
-        assert sorted((r["seed"], r["macs"] <= r["constraint"]["limit"]) for r in cells) == [
-            (0, True), (0, True), (1, True), (1, True)]
-        assert len(nets) == 2 and sorted(r["seed"] for r in nets) == [0, 1]
-        for seed in (0, 1):  # both cells of a seed used that seed's one PruningNet
-            used = {r["extra"]["search"]["pruningnet"] for r in cells if r["seed"] == seed}
-            assert used == {next(r["key"] for r in nets if r["seed"] == seed)}
-        assert len(logs) == 4 and text.count("training MetaPruning's PruningNet") == 2, text
-        status = _cli("status", *common, "--summary", env=slurm.env)
-        assert status.returncode == 0 and "4 done" in status.stdout, status.stdout + status.stderr
-        print(f"4 smoke tasks on a local Slurm (1 CPU each, {len(os.sched_getaffinity(0))} CPUs): {wall:.0f} s")
+        yield started
     finally:
-        slurm.stop()
+        started.stop()
+
+
+@pytest.mark.slurm
+def test_two_smoke_cells_by_two_seeds_as_one_array_on_a_real_slurm(slurm, tmp_path):
+    """Two MetaPruning cells (150M, 45M) x seeds 0, 1 as one array through the launcher, on a single-node Slurm
+    started here, one CPU a task: four records, each seed's PruningNet built once and used by both its cells,
+    and ``status`` reporting them done."""
+    results = tmp_path / "results"
+    common = ["--table", "1", "--profile", "smoke", "--results", str(results), "--seeds=0,1",
+              "--train.epochs=1", "--methods.metapruning.pruningnet_epochs=1"]
+    listing = _cli("run-table", "1", "--list", *common[2:], env=slurm.env)
+    assert listing.returncode == 0, listing.stderr
+    lines = [int(line.split()[0]) for line in listing.stdout.splitlines()
+             if "MetaPruning" in line and ("| 150M" in line or "| 45M" in line)]
+    assert len(lines) == 4, listing.stdout
+    start = time.time()
+    sub = _cli("submit", *common, "--indices", ",".join(map(str, lines)), "--cpus-per-task", "1", env=slurm.env)
+    assert sub.returncode == 0, sub.stdout + sub.stderr
+    assert "4 of 4 line(s) to submit" in sub.stdout and "submitted job" in sub.stdout
+    again = _cli("submit", *common, "--indices", ",".join(map(str, lines)), "--dry-run", env=slurm.env)
+    assert "0 of 4 line(s) to submit" in again.stdout and "4 in the queue" in again.stdout  # not twice
+    _wait_for_queue(slurm, 1500)
+    wall = time.time() - start
+    records = [json.loads(p.read_text()) for p in (results / "records").glob("*.json")]
+    cells = [r for r in records if r["kind"] == "cell"]
+    nets = [r for r in records if r["kind"] == "pruningnet"]
+    logs = sorted((results / "slurm" / "logs").glob("ahpo-table-*.out"))
+    text = "\n".join(p.read_text() for p in logs)
+    assert len(cells) == 4, text
+    assert sorted((r["seed"], r["macs"] <= r["constraint"]["limit"]) for r in cells) == [
+        (0, True), (0, True), (1, True), (1, True)]
+    assert len(nets) == 2 and sorted(r["seed"] for r in nets) == [0, 1]
+    for seed in (0, 1):  # both cells of a seed used that seed's one PruningNet
+        used = {r["extra"]["search"]["pruningnet"] for r in cells if r["seed"] == seed}
+        assert used == {next(r["key"] for r in nets if r["seed"] == seed)}
+    assert len(logs) == 4 and text.count("training MetaPruning's PruningNet") == 2, text
+    status = _cli("status", *common, "--summary", env=slurm.env)
+    assert status.returncode == 0 and "4 done" in status.stdout, status.stdout + status.stderr
+    print(f"4 smoke tasks on a local Slurm (1 CPU each, {len(os.sched_getaffinity(0))} CPUs): {wall:.0f} s")
+
+
+@pytest.mark.slurm
+def test_a_cancelled_task_shows_as_failed_and_its_resubmission_resumes_from_the_checkpoint(slurm, tmp_path):
+    results = tmp_path / "results"
+    common = ["--table", "1", "--profile", "smoke", "--results", str(results), "--train.epochs=4"]
+    sub = _cli("submit", *common, "--indices", "0", "--cpus-per-task", "1", env=slurm.env)
+    assert sub.returncode == 0 and "submitted job" in sub.stdout, sub.stdout + sub.stderr
+    job = sub.stdout.split("submitted job ")[1].split(":")[0]
+    log = results / "slurm" / "logs" / f"ahpo-table-{job}_0.out"
+    deadline = time.time() + 600
+    while not (log.exists() and "epoch 2/4" in log.read_text()):  # epoch 1's checkpoint is written
+        assert time.time() < deadline, (log.read_text() if log.exists() else "no log") + slurm.log_tail()
+        time.sleep(2)
+    assert slurm.run("scancel", job).returncode == 0
+    _wait_for_queue(slurm, 120)
+    status = _cli("status", *common, env=slurm.env)
+    line = next(x for x in status.stdout.splitlines() if x.strip().startswith("0 "))
+    assert " failed " in line and "without a record" in line and str(log) in line, status.stdout
+    again = _cli("submit", *common, "--cpus-per-task", "1", "--method", "uniform", "--indices", "0-2",
+                 "--dry-run", env=slurm.env)
+    assert "3 of 3 line(s) to submit" in again.stdout  # the failed line and the two never submitted
+    resub = _cli("submit", *common, "--indices", "0", "--cpus-per-task", "1", env=slurm.env)
+    assert "1 of 1 line(s) to submit" in resub.stdout, resub.stdout + resub.stderr
+    _wait_for_queue(slurm, 900)
+    trained = [json.loads(p.read_text()) for p in (results / "records").glob("retrain-*.json")]
+    assert len(trained) == 1 and trained[0]["extra"]["resumed"]["epoch"] >= 1, trained
+    assert "1 done" in _cli("status", *common, "--summary", env=slurm.env).stdout

@@ -139,6 +139,8 @@ def test_search_only_runs_a_one_process_search_alone_and_the_cell_then_reuses_it
     assert main(["run-cell", "--method", "half_depth", "--search-only", *common]) == 0
     assert "the cell's record exists: nothing to search" in capsys.readouterr().out
     assert main(["run-cell", "--method", "half_depth", "--reference-only", *common]) == 0
+    assert "the cell's record exists: nothing to train" in capsys.readouterr().out
+    assert main(["run-cell", "--method", "half_depth", "--reference-only", *common[:5], "90M", *common[6:]]) == 0
     assert "half_depth starts from no reference network: nothing to train" in capsys.readouterr().out
     amc = ["--method", "amc", "--variant", "channel", "--family", "mobilenet_v1", "--flops", "330M", *common[6:]]
     assert main(["run-cell", "--reference-only", *amc]) == 0  # what a task on several GPUs trains with DDP first

@@ -62,6 +62,7 @@ def test_on_several_gpus_the_reference_then_a_one_process_search_run_first_and_a
     assert "--nproc_per_node=2" in reference and reference[reference.index("-m"):] == [
         "-m", "repro", "run-cell", "--reference-only", *cell]
     assert search[2:] == ["-m", "repro", "run-cell", "--search-only", *cell]
+    assert reference[1] == retrain[1] == "OMP_NUM_THREADS=2" and search[1] == "OMP_NUM_THREADS=4"  # alone: all
     assert "--nproc_per_node=2" in retrain and retrain[retrain.index("--table"):] == cell
     (tmp_path / "one").mkdir()
     assert [launch[0] for launch in _launches(tmp_path / "one", SLURM_GPUS_ON_NODE="1")] == ["torchrun"]

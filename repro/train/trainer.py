@@ -239,7 +239,10 @@ def fit(model: nn.Module, data: TrainData, cfg: TrainConfig, seed: int, arch_res
                                 reuse=True)
     if rank == 0:
         how = f"decoded at {decode_at}px and resized" if resize else "decoded at that size"
-        log(f"training at {resolution}px ({how}) on {device} x{world}: {plan.reason}")
+        omp = os.environ.get("OMP_NUM_THREADS")
+        threads = f"{train_loader.num_workers} loader worker(s) and torch thread(s)" + (
+            f" (OMP_NUM_THREADS={omp})" if omp else "")
+        log(f"training at {resolution}px ({how}) on {device} x{world}, {threads}: {plan.reason}")
     optimizer = make_optimizer(model, cfg, world)
     steps_per_epoch = len(train_loader)
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
