@@ -52,6 +52,11 @@ class RandomSearch(Method[RandomSearchConfig]):
         space, fill = _proposed(methods, family)
         return {**super().settings(methods, family), "proposed_space": to_mapping(space), "proposed_fill": fill}
 
+    def cheapest_for(self, family: str, variant: str, methods: dict[str, Any]):
+        """The proposed space's lower corner, which every draw is projected above."""
+        space = SearchSpace(family, variant, _proposed(methods, family)[0])
+        return space.decode(space.lower)
+
     def work(self, family: str, variant: str, config: RandomSearchConfig, profile, fraction: float) -> list[Work]:
         epochs = profile.train_for(family).epochs
         return [Work(f"{config.candidates} candidates x {epochs:g} sub-train epochs", config.candidates * epochs,

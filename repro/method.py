@@ -242,6 +242,12 @@ class Method(Generic[C]):
         declared (the estimate says so and counts the retraining only)."""
         return None
 
+    def cheapest_for(self, family: str, variant: str, methods: dict[str, Any]) -> ArchConfig | None:
+        """``cheapest`` under a profile's ``methods`` mapping (this method's settings for the family). A method
+        that draws from another method's settings (the random control, from the proposed space) overrides it, as
+        it overrides ``settings``."""
+        return self.cheapest(family, variant, self.config(methods, family))
+
     def config(self, methods: dict[str, Any], family: str | None = None) -> C:
         """This method's typed settings from a profile's ``methods`` mapping (defaults filled in), with the
         entries of its ``by_family.<family>`` mapping merged over them (nested mappings key by key) when

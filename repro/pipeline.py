@@ -384,7 +384,7 @@ def check_feasible(method: Method, variant: str, family: str, constraint: Constr
     project onto)."""
     if constraint.is_latency:
         return
-    cheapest = method.cheapest(family, variant, method.config(profile.methods, family))
+    cheapest = method.cheapest_for(family, variant, profile.methods)
     budget = make_budget(constraint, family)
     if cheapest is not None and not budget.fits(cheapest):
         raise ValueError(f"{constraint.label()} is below the cheapest {family} network {method.name} {variant} can "

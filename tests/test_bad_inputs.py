@@ -77,7 +77,7 @@ CASES = {
         rf"{lim} is below the cheapest {f} network {m} channel can make \([\d,.]+[MG]? ?MACs?\)")
        for m, f, lim in [("amc", "mobilenet_v1", "20M"), ("metapruning", "mobilenet_v2", "10M"),
                          ("thinet", "resnet50", "400M"), ("cp", "resnet50", "400M"), ("sfp", "resnet50", "400M"),
-                         ("autopruner", "resnet50", "600M")]},
+                         ("autopruner", "resnet50", "600M"), ("random", "mobilenet_v1", "5M")]},
     "more jobs than cores": (lambda t: ["run-table", "1", "--jobs", "4096"],
                              r"--jobs=4096: this machine gives this process \d+ core\(s\); give 1 to \d+"),
     "cell flags beside --table/--index": (lambda t: ["run-cell", "--table", "1", "--index", "0", "--method",
