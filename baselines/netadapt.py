@@ -22,6 +22,7 @@ network, its weights, the history), so a search resumes where it stopped.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,8 +158,6 @@ class NetAdapt(Method[NetAdaptConfig]):
         """The reference network, then the iterations its schedule needs to go from the full network to the
         budget (``fraction`` of it; a FLOPs model for every constraint): one proposal per layer each, every one
         fine-tuned ``short_steps`` batches and scored on sub-eval."""
-        import math
-
         r, d, need = config.init_reduction, config.decay, 1 - fraction
         if d >= 1:  # constant steps
             n = min(config.max_iterations, max(1, math.ceil(need / r)))

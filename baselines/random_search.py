@@ -53,9 +53,9 @@ class RandomSearch(Method[RandomSearchConfig]):
         return {**super().settings(methods, family), "proposed_space": to_mapping(space), "proposed_fill": fill}
 
     def cheapest_for(self, family: str, variant: str, methods: dict[str, Any]):
-        """The proposed space's lower corner, which every draw is projected above."""
-        space = SearchSpace(family, variant, _proposed(methods, family)[0])
-        return space.decode(space.lower)
+        """The proposed method's cheapest network (its space's lower corner), which every draw is projected
+        above."""
+        return registered("proposed")().cheapest_for(family, variant, methods)
 
     def work(self, family: str, variant: str, config: RandomSearchConfig, profile, fraction: float) -> list[Work]:
         epochs = profile.train_for(family).epochs

@@ -34,7 +34,7 @@ from typing import Any
 from repro.arch import ArchConfig
 from repro.atomic import atomic_write_text
 from repro.cost.flops import count_macs
-from repro.discover import load_methods
+from repro.discover import get_method
 from repro.method import Work
 from repro.profiles import Profile
 
@@ -104,7 +104,7 @@ def cell_cost(st, index: int, profile: Profile, sizes: dict[str, int], rates: Ra
     if rate is None:
         out.known = False
         return out
-    method = load_methods()[cell.method]()
+    method = get_method(cell.method)
     config = method.config(profile.methods, family)
     full = float(count_macs(ArchConfig.canonical(family)))
     fraction = min(1.0, found_macs(cell, family) / full)
@@ -243,19 +243,23 @@ def queue(jobs: list[str]) -> dict[str, str] | None:
         return {}
     if shutil.which("squeue") is None:
         return None
-    try:
-        done = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(jobs), "-o", "%i|%T"], capture_output=True,
-                              text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if done.returncode != 0:  # a job id Slurm forgot makes squeue fail: ask job by job
+    listed = _squeue(",".join(jobs))
+    if listed is None:  # a job id Slurm forgot makes squeue fail: ask job by job
         out: dict[str, str] = {}
         for job in jobs:
-            one = subprocess.run(["squeue", "-h", "-r", "-j", job, "-o", "%i|%T"], capture_output=True, text=True,
-                                 timeout=60)
-            out.update(_parse_queue(one.stdout if one.returncode == 0 else ""))
+            out.update(_parse_queue(_squeue(job) or ""))
         return out
-    return _parse_queue(done.stdout)
+    return _parse_queue(listed)
+
+
+def _squeue(jobs: str) -> str | None:
+    """squeue's lines (``<job>_<task>|STATE``) for a comma-separated job list; None where it fails."""
+    try:
+        done = subprocess.run(["squeue", "-h", "-r", "-j", jobs, "-o", "%i|%T"], capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
 
 
 def _parse_queue(text: str) -> dict[str, str]:
