@@ -240,6 +240,8 @@ class SearchCost:
     epochs_fraction: float | None
     macs_ratio: float | None
     seconds_ratio: float | None
+    step_slowdown: float | None = None  # the weight steps' seconds per image-MAC over the retraining's
+    score_share: float | None = None    # the scores' share of the search's seconds
 
 
 def search_costs(view: TableView) -> list[SearchCost]:
@@ -257,9 +259,16 @@ def search_costs(view: TableView) -> list[SearchCost]:
                     and limit is not None and math.isclose(column_constraint(r.subtable, r.column).limit,
                                                            float(limit), rel_tol=1e-9)), None)
         order = view.rows.index(row) if row else len(view.rows)
+        split = search.get("seconds_split") or {}
+        steps, step_macs, retrain_macs = split.get("weight_steps"), compute.get("weight_step_image_macs"), \
+            compute.get("retrain_image_macs")
+        slowdown = (steps / step_macs) / (retrain / retrain_macs) if steps and step_macs and retrain and \
+            retrain_macs else None
+        share = split["scores"] / seconds if split.get("scores") is not None and seconds else None
         out.append((order, SearchCost(row.row if row else str(rec.get("variant")), row.column if row else str(limit),
                                       int(rec.get("seed", 0)), fraction, compute.get("ratio"),
-                                      seconds / retrain if seconds is not None and retrain else None)))
+                                      seconds / retrain if seconds is not None and retrain else None,
+                                      slowdown, share)))
     return [c for _, c in sorted(out, key=lambda oc: (oc[0], oc[1].seed))]  # the table's order, then the seed
 
 
@@ -333,13 +342,17 @@ def to_markdown(view: TableView, verdicts: list[Verdict]) -> str:
         out += ["", f"The search's cost against retraining the network it found from scratch (the paper: about "
                 f"{PAPER_SEARCH_FRACTION:g}): compute in image-MACs at ImageNet geometry (a training step counts "
                 "three forward passes, a score one) and wall time, per proposed cell and seed, with the share of "
-                "the retraining's epochs the search ran (`methods.proposed.epochs_fraction`).", "",
-                "| row | column | seed | epochs fraction | compute ratio | time ratio |", "|---|---|---|---|---|---|"]
+                "the retraining's epochs the search ran (`methods.proposed.epochs_fraction`). Where the time goes: "
+                "the search's weight steps' seconds per image-MAC over the retraining's (above 1: the weight-sharing "
+                "network is slower per MAC than the plain one), and the scores' share of the search's seconds.", "",
+                "| row | column | seed | epochs fraction | compute ratio | time ratio | weight steps' time per MAC "
+                "÷ retraining's | scores' share of the time |", "|---|---|---|---|---|---|---|---|"]
         num = (lambda x: "—" if x is None else f"{x:.3g}")  # noqa: E731
         for c in costs:
             out.append(f"| {c.variant} | {c.column} | {c.seed} | {num(c.epochs_fraction)} | "
                        f"{num(c.macs_ratio) if c.macs_ratio is not None else '— (searched before it was counted)'} "
-                       f"| {num(c.seconds_ratio)} |")
+                       f"| {num(c.seconds_ratio)} | {num(c.step_slowdown)} | "
+                       f"{'—' if c.score_share is None else f'{100 * c.score_share:.0f}%'} |")
     out += ["", f"Claims: {summary(verdicts)}."]
     return "\n".join(out) + "\n"
 

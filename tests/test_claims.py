@@ -160,7 +160,20 @@ def test_the_search_cost_of_each_proposed_cell_is_printed_beside_the_papers_quar
             extra={"search": {"compute": compute}})
     md = render(build_view(1, tmp_path, "smoke"), "md")
     assert "(the paper: about 0.25)" in md
-    assert "| Channel | 150M | 3 | 0.25 | 0.272 | — |" in md  # the record has no search or retraining seconds
+    assert "| Channel | 150M | 3 | 0.25 | 0.272 | — | — | — |" in md  # the record has no seconds
+
+
+def test_the_search_cost_says_where_the_search_time_went(tmp_path):
+    """Weight steps: 30 s for 2,000 image-MACs against the retraining's 100 s for 10,000, so 1.5 times the time
+    per MAC; the scores took 8 of the search's 40 s."""
+    compute = {"ratio": 0.2716, "epochs_fraction": 0.25, "search_image_macs": 2716, "weight_step_image_macs": 2000,
+               "score_image_macs": 716, "retrain_image_macs": 10000}
+    split = {"weight_steps": 30.0, "scores": 8.0, "other": 2.0}
+    _record(tmp_path, "proposed", "channel+input", column_constraint("flops", "45M"), seed=1, macs_scaled=44e6,
+            extra={"search": {"compute": compute, "seconds_split": split}}, search_seconds=40.0,
+            retrain_seconds=100.0)
+    md = render(build_view(1, tmp_path, "smoke"), "md")
+    assert "| Channel + Input image | 45M | 1 | 0.25 | 0.272 | 0.4 | 1.5 | 20% |" in md
 
 
 def test_the_random_control_is_a_row_of_ours_and_a_claim(tmp_path):

@@ -388,6 +388,10 @@ def test_an_interrupted_search_resumes_to_the_same_architecture(tiny_data, tmp_p
     train_images = sum(data.manifest["counts"]["train"].values())
     assert compute["retrain_image_macs"] == 3 * 2 * train_images * count_macs(whole.arch)
     assert compute["ratio"] == pytest.approx(compute["search_image_macs"] / compute["retrain_image_macs"])
+    for done in (whole, resumed):  # where the seconds went, the interrupted part's included on resuming
+        split = done.info["seconds_split"]
+        assert split["weight_steps"] > 0 and split["scores"] > 0 and split["other"] >= 0
+        assert sum(split.values()) == pytest.approx(done.info["seconds"])
     again = run(tmp_path / "cut")  # a finished search is read back, not run again
     assert again.arch == resumed.arch and again.seconds == resumed.seconds
 

@@ -86,7 +86,8 @@ def test_reported_data_equals_tables_md_cell_by_cell():
 def _record(tmp: Path, method: str, variant: str, constraint, seed: int = 0, top1: float | None = 0.5,
             macs_scaled: float | None = None, profile: str = "smoke", family: str = "mobilenet_v1",
             latency: dict | None = None, name: str | None = None, profile_config: dict | None = None,
-            dataset: dict | None = None, target: dict | None = None, extra: dict | None = None) -> None:
+            dataset: dict | None = None, target: dict | None = None, extra: dict | None = None,
+            **fields) -> None:
     arch = ArchConfig.uniform(family, 0.5)
     aim = "" if target is None else f"-{target['kind']}-{target['value']}"
     write_record(tmp, RunRecord(
@@ -94,7 +95,7 @@ def _record(tmp: Path, method: str, variant: str, constraint, seed: int = 0, top
         method=method, variant=variant, family=family, constraint=constraint.to_dict(), arch=arch.to_dict(),
         profile=profile, profile_config=profile_config or {}, dataset=dataset or {}, seed=seed,
         macs=None if macs_scaled is None else int(macs_scaled), macs_scaled=macs_scaled, top1=top1,
-        latency=latency, target=target, extra=extra or {}))
+        latency=latency, target=target, extra=extra or {}, **fields))
 
 
 def _view(tmp: Path, profile: str = "smoke", gpu: bool = False, **tol):

@@ -96,11 +96,15 @@ class NetworkProblem:
         # the compute this process spent, in image-MACs at ImageNet geometry (``repro.cost.flops.count_macs`` of
         # each sampled network, times the images it saw): the search's cost against a retraining's (claims)
         self.compute = {"weight_step_image_macs": 0, "score_image_macs": 0}
+        # this process's wall seconds in weight steps (batch loading included, as in a retraining) and in scores:
+        # with ``compute``, the search's time per MAC beside the retraining's (claims)
+        self.seconds = {"weight_steps": 0.0, "scores": 0.0}
 
     def weight_step(self, arch: ArchConfig, step: int) -> float:
         from repro.data.loaders import resize_batch
         from repro.train.trainer import train_step
 
+        start = time.perf_counter()
         self.archs_trained.append(arch)
         self.supernet.set_arch(arch)
         self.train_model.train()
@@ -110,12 +114,15 @@ class NetworkProblem:
         loss = train_step(self.train_model, x, y.to(self.device), self.optimizer, self.scaler,
                           self.label_smoothing, self.dtype)
         self.scheduler.step()
-        return float(loss)
+        loss = float(loss)
+        self.seconds["weight_steps"] += time.perf_counter() - start
+        return loss
 
     @torch.no_grad()
     def score(self, vectors: list[np.ndarray], archs: list[ArchConfig], step: int) -> np.ndarray:
         from repro.data.loaders import resize_batch
 
+        start = time.perf_counter()
         x, y = next(self.score_batches)
         x, y = self.normalize(x), y.to(self.device).long()
         net = self.supernet
@@ -136,7 +143,9 @@ class NetworkProblem:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(out)
             out /= torch.distributed.get_world_size()
-        return out.cpu().numpy()
+        out = out.cpu().numpy()
+        self.seconds["scores"] += time.perf_counter() - start
+        return out
 
 
 def _cycle(loader, skip: int = 0):
@@ -224,18 +233,21 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
     normalize = Normalize(channels_last=channels_last).to(device)
     main = is_main()
     ckpt = ctx.store.folder / CHECKPOINT
-    state, earlier, compute = _resume(ckpt, device, parts, world, total, ctx.log if main else lambda _s: None)
+    state, earlier, compute, split = _resume(ckpt, device, parts, world, total,
+                                             ctx.log if main else lambda _s: None)
     problem = NetworkProblem(supernet, train_model, optimizer, scheduler, scaler,
                              _cycle(train_loader, 0 if state is None else state.next_step),
                              _cycle(score_loader, 0 if state is None else state.done_hyper), normalize,
                              lambda a: data_resolution(a.resolution, base), recipe.label_smoothing, dtype, device)
     problem.compute.update(compute or {})  # what the interrupted part spent
+    problem.seconds.update(split or {})
     start = time.perf_counter()
 
     def save(st) -> None:
         if main:
             save_state(ctx.store.path(CHECKPOINT), parts, joint=st, world=world, total=total,
-                       seconds=earlier + time.perf_counter() - start, compute=dict(problem.compute))
+                       seconds=earlier + time.perf_counter() - start, compute=dict(problem.compute),
+                       split=dict(problem.seconds))
         barrier()
     if main:
         ctx.log(f"proposed {space.variant} search on {space.family}: {space.dim} coordinates, {total} weight steps "
@@ -256,6 +268,9 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
                                   sum(data.manifest["counts"]["train"].values()), cfg.epochs_fraction)
     if state is not None and compute is None:  # resumed from a checkpoint that did not count: no ratio
         summary["compute"].update(ratio=None, counted_from_step=done)
+    # where process 0's seconds went; "other": building the loaders, NES bookkeeping, checkpoints
+    split = dict(problem.seconds) if state is None or split is not None else {}
+    summary["seconds_split"] = {**split, "other": seconds - sum(split.values())} if split else None
     if main:
         write_trajectory(ctx.store.path("trajectory.jsonl"), trajectory, space.names)
         if trajectory:
@@ -280,13 +295,15 @@ def _compute(counted: dict[str, int], world: int, arch: ArchConfig, epochs: int,
 
 
 def _resume(ckpt: Path, device: torch.device, parts: dict[str, Any], world: int, total: int,
-            log: Callable[[str], None]) -> tuple[JointState | None, float, dict[str, int] | None]:
-    """The joint run's state, the seconds and the compute (``NetworkProblem.compute``) spent before an
-    interruption, restored into ``parts`` from the search's checkpoint; (None, 0, {}) without one (the compute
-    None when the checkpoint did not count it). A checkpoint of another process count or length is refused."""
+            log: Callable[[str], None]
+            ) -> tuple[JointState | None, float, dict[str, int] | None, dict[str, float] | None]:
+    """The joint run's state, the seconds, the compute (``NetworkProblem.compute``) and the seconds' split
+    (``NetworkProblem.seconds``) spent before an interruption, restored into ``parts`` from the search's
+    checkpoint; (None, 0, {}, {}) without one (the compute or split None when the checkpoint did not count it).
+    A checkpoint of another process count or length is refused."""
     saved = load_state(ckpt, device, parts, log)
     if saved is None:
-        return None, 0.0, {}
+        return None, 0.0, {}, {}
     if (saved.get("world"), saved.get("total")) != (world, total):
         raise ValueError(f"{ckpt} was written by a run of {saved.get('total')} weight steps on "
                          f"{saved.get('world')} process(es); this one has {total} on {world}: resume with the "
@@ -294,7 +311,8 @@ def _resume(ckpt: Path, device: torch.device, parts: dict[str, Any], world: int,
     state = saved["joint"]
     log(f"resumed the search from {ckpt} at weight step {state.next_step} of {total}")
     # a checkpoint written before the search counted its compute has none: None, so the count says it is partial
-    return state, saved["seconds"], (dict(saved["compute"]) if "compute" in saved else None)
+    return (state, saved["seconds"], (dict(saved["compute"]) if "compute" in saved else None),
+            (dict(saved["split"]) if "split" in saved else None))
 
 
 def _loaders(ctx: Context[ProposedConfig], recipe: TrainConfig, score_batch_size: int, decode_at: int, world: int):
