@@ -247,60 +247,26 @@ def _submit(args: argparse.Namespace, overrides: list[str]) -> int:
     cpus = args.cpus_per_task if args.cpus_per_task is not None else (8 * gpus if gpus else 2)
     if cpus < 1:
         raise cluster.ClusterError(f"--cpus-per-task {cpus} must be at least 1")
-    chosen = cluster.parse_indices(args.indices) if args.indices else list(range(len(listed)))
-    outside = [i for i in chosen if not 0 <= i < len(listed)]
-    if outside:
-        raise cluster.ClusterError(f"--indices {args.indices}: {outside[0]} is outside 0..{len(listed) - 1} of table "
-                                   f"{args.table}'s list (python -m repro run-table {args.table} --list with the "
-                                   f"same --profile and --seeds)")
-    if args.method:
-        have = sorted({st.cell.method for st in listed})
-        unknown = [m for m in args.method if m not in have]
-        if unknown:
-            raise cluster.ClusterError(f"--method {unknown[0]} has no line in table {args.table}; its methods: "
-                                       f"{', '.join(have)}")
-        chosen = [i for i in chosen if listed[i].cell.method in args.method]
     states, note = cluster.line_states(listed, results, args.table)
-    gpu_only = "GPU latency needs a CUDA GPU"
-    runnable, skipped = [], {"done": 0, "in the queue": 0, "not available": 0}
-    for i in chosen:
-        s = states[i]
-        if s.state in ("left", "failed") or (s.state == "not available" and gpus > 0 and gpu_only in s.detail):
-            runnable.append(i)
-        elif s.state in ("running", "queued", "submitted"):
-            skipped["in the queue"] += 1
-        else:
-            skipped["done" if s.state == "done" else "not available"] += 1
+    runnable, skipped = cluster.choose_lines(listed, states, args.table, args.indices, args.method, gpus)
+    left_out = ", ".join(f"{v} {k}" for k, v in skipped.items())
     print(f"table {args.table} on {profile.name}, seeds {', '.join(map(str, profile.seeds))}: {len(runnable)} of "
-          f"{len(chosen)} line(s) to submit ({', '.join(f'{v} {k}' for k, v in skipped.items())})"
-          + (f"; {note}" if note else ""))
+          f"{len(runnable) + sum(skipped.values())} line(s) to submit ({left_out})" + (f"; {note}" if note else ""))
     if not runnable:
         print("nothing to submit")
         return 0
     time_limit = args.time
     if gpus > 0:
-        sizes = ({"train": int(data.manifest["betons"]["train"]["num_samples"]), "subtrain": len(data.sub_train),
-                  "subeval": len(data.sub_eval)} if data is not None
-                 else cluster.IMAGENET_SIZES if profile.name == "imagenet" else None)
-        if sizes is None:
-            print("cost: the data set is not prepared, so its size is unknown: no estimate")
-        else:
-            if data is None:
-                print(f"cost: the data set is not prepared here; ImageNet-1k's sizes assumed ({sizes['train']:,} "
-                      f"training images, {sizes['subeval']:,} sub-eval)")
-            rates = cluster.Rates.load(Path(args.rates) if args.rates else cluster.DEFAULT_RATES)
-            costs = [cluster.cell_cost(listed[i], i, profile, sizes, rates) for i in runnable]
-            est = cluster.estimate(costs, gpus, rates)
-            if args.per_task:
-                print("\n".join(cluster.cost_table(costs, gpus)))
-            print("\n".join(est.lines))
-            if time_limit is None:
-                time_limit = cluster.hours_limit(est.longest_task_hours)
-                print(f"  each task's time limit: {time_limit} ({cluster.MARGIN:g}x the longest task modelled; "
-                      f"--time sets another)")
-                if est.longest_task_hours * cluster.MARGIN > cluster.MAX_HOURS:
-                    print(f"  the longest task is modelled above {cluster.MAX_HOURS} h: it stops at the limit and "
-                          f"resumes from its checkpoint when submitted again")
+        rates = cluster.Rates.load(Path(args.rates) if args.rates else cluster.DEFAULT_RATES)
+        lines, longest = cluster.gpu_cost(listed, runnable, profile, data, gpus, rates, args.per_task)
+        print("\n".join(lines))
+        if time_limit is None and longest is not None:
+            time_limit = cluster.hours_limit(longest)
+            print(f"  each task's time limit: {time_limit} ({cluster.MARGIN:g}x the longest task modelled; "
+                  f"--time sets another)")
+            if longest * cluster.MARGIN > cluster.MAX_HOURS:
+                print(f"  the longest task is modelled above {cluster.MAX_HOURS} h: it stops at the limit and "
+                      f"resumes from its checkpoint when submitted again")
     else:
         print(records_estimate([listed[i] for i in runnable], profile, results, len(runnable)).replace(
             f"min at {len(runnable)} at a time", "min if every task runs at once"))

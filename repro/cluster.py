@@ -359,6 +359,56 @@ def line_states(listed, results: Path, table: int) -> tuple[list[LineState], str
     return out, note
 
 
+GPU_ONLY = "GPU latency needs a CUDA GPU"  # a line not available here that a GPU task can run
+
+
+def choose_lines(listed, states: list[LineState], table: int, indices: str | None, methods: list[str] | None,
+                 gpus: int) -> tuple[list[int], dict[str, int]]:
+    """The lines a submission takes: of those ``indices`` (``parse_indices`` text; every line without) and
+    ``methods`` name, the ones left or failed, and GPU-latency lines when the tasks get GPUs; with the counts of
+    those it leaves out (done, in the queue, not available). A bad index or method is refused by name."""
+    chosen = parse_indices(indices) if indices else list(range(len(listed)))
+    outside = [i for i in chosen if not 0 <= i < len(listed)]
+    if outside:
+        raise ClusterError(f"--indices {indices}: {outside[0]} is outside 0..{len(listed) - 1} of table {table}'s "
+                           f"list (python -m repro run-table {table} --list with the same --profile and --seeds)")
+    if methods:
+        have = sorted({st.cell.method for st in listed})
+        unknown = [m for m in methods if m not in have]
+        if unknown:
+            raise ClusterError(f"--method {unknown[0]} has no line in table {table}; its methods: {', '.join(have)}")
+        chosen = [i for i in chosen if listed[i].cell.method in methods]
+    runnable, skipped = [], {"done": 0, "in the queue": 0, "not available": 0}
+    for i in chosen:
+        s = states[i]
+        if s.state in ("left", "failed") or (s.state == "not available" and gpus > 0 and GPU_ONLY in s.detail):
+            runnable.append(i)
+        elif s.state in ("running", "queued", "submitted"):
+            skipped["in the queue"] += 1
+        else:
+            skipped["done" if s.state == "done" else "not available"] += 1
+    return runnable, skipped
+
+
+def gpu_cost(listed, runnable: list[int], profile: Profile, data, gpus: int, rates: Rates,
+             per_task: bool) -> tuple[list[str], float | None]:
+    """The modelled cost of the GPU tasks' lines, as lines to print, and the longest task's hours (None without
+    an estimate: the data set is not prepared and the profile is not ImageNet's, so its size is unknown)."""
+    if data is not None:
+        sizes = {"train": int(data.manifest["betons"]["train"]["num_samples"]), "subtrain": len(data.sub_train),
+                 "subeval": len(data.sub_eval)}
+    elif profile.name == "imagenet":
+        sizes = IMAGENET_SIZES
+    else:
+        return ["cost: the data set is not prepared, so its size is unknown: no estimate"], None
+    lines = [] if data is not None else [
+        f"cost: the data set is not prepared here; ImageNet-1k's sizes assumed ({sizes['train']:,} training images, "
+        f"{sizes['subeval']:,} sub-eval)"]
+    costs = [cell_cost(listed[i], i, profile, sizes, rates) for i in runnable]
+    est = estimate(costs, gpus, rates)
+    return [*lines, *(cost_table(costs, gpus) if per_task else []), *est.lines], est.longest_task_hours
+
+
 # submission ------------------------------------------------------------------------------------------------------
 
 MARGIN = 2.0  # a task's time limit over the model's longest task: the model leaves data loading and evaluation out

@@ -131,6 +131,25 @@ def test_status_finds_a_submitted_line_by_what_it_is_not_by_its_index(tmp_path, 
     assert sum(s.state in ("running", "queued", "failed") for s in states) == 4
 
 
+def test_a_submission_takes_the_lines_named_and_refuses_a_bad_index_or_method(tmp_path):
+    listed = statuses(1, load_profile("imagenet", ["--seeds=0,1"]), None, tmp_path / "r")
+    states, _ = cluster.line_states(listed, tmp_path / "r", 1)  # nothing submitted, nothing done
+    assert {s.state for s in states} == {"left", "not available"}
+    gpu = [i for i, st in enumerate(listed) if st.cell.constraint.kind == "gpu_latency"]
+    runnable, skipped = cluster.choose_lines(listed, states, 1, None, None, gpus=8)
+    assert runnable == list(range(len(listed))) and sum(skipped.values()) == 0  # GPU nodes run the GPU lines
+    runnable, skipped = cluster.choose_lines(listed, states, 1, None, None, gpus=0)
+    assert not set(gpu) & set(runnable) and skipped["not available"] == len(gpu) == 12
+    runnable, _ = cluster.choose_lines(listed, states, 1, "0-3", ["metapruning", "uniform"], gpus=8)
+    assert runnable == [0, 1, 2, 3]  # the first lines are uniform's
+    meta, _ = cluster.choose_lines(listed, states, 1, None, ["metapruning"], gpus=8)
+    assert len(meta) == 6 and {listed[i].cell.method for i in meta} == {"metapruning"}
+    with pytest.raises(cluster.ClusterError, match=rf"--indices 0,{len(listed)}: {len(listed)} is outside"):
+        cluster.choose_lines(listed, states, 1, f"0,{len(listed)}", None, gpus=8)
+    with pytest.raises(cluster.ClusterError, match="--method proposd has no line in table 1; its methods: amc, "):
+        cluster.choose_lines(listed, states, 1, None, ["proposd"], gpus=8)
+
+
 def test_netadapt_without_decay_has_a_cost(tmp_path):
     profile = load_profile("imagenet", ["--methods.netadapt.decay=1"])
     st = next(st for st in statuses(1, profile, None, tmp_path) if st.cell.method == "netadapt")
