@@ -257,8 +257,8 @@ def _submit(args: argparse.Namespace, overrides: list[str]) -> int:
         return 0
     time_limit = args.time
     if gpus > 0:
-        rates = cluster.Rates.load(Path(args.rates) if args.rates else cluster.DEFAULT_RATES)
-        lines, longest = cluster.gpu_cost(listed, runnable, profile, data, gpus, rates, args.per_task)
+        lines, longest = cluster.gpu_cost(listed, runnable, profile, data, gpus,
+                                          Path(args.rates) if args.rates else None, args.per_task)
         print("\n".join(lines))
         if time_limit is None and longest is not None:
             time_limit = cluster.hours_limit(longest)

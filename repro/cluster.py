@@ -37,6 +37,7 @@ from repro.cost.flops import count_macs
 from repro.discover import get_method
 from repro.method import Work
 from repro.profiles import Profile
+from repro.runner import GPU_ONLY
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "scripts/slurm_table.sh"
@@ -359,9 +360,6 @@ def line_states(listed, results: Path, table: int) -> tuple[list[LineState], str
     return out, note
 
 
-GPU_ONLY = "GPU latency needs a CUDA GPU"  # a line not available here that a GPU task can run
-
-
 def choose_lines(listed, states: list[LineState], table: int, indices: str | None, methods: list[str] | None,
                  gpus: int) -> tuple[list[int], dict[str, int]]:
     """The lines a submission takes: of those ``indices`` (``parse_indices`` text; every line without) and
@@ -390,10 +388,11 @@ def choose_lines(listed, states: list[LineState], table: int, indices: str | Non
     return runnable, skipped
 
 
-def gpu_cost(listed, runnable: list[int], profile: Profile, data, gpus: int, rates: Rates,
+def gpu_cost(listed, runnable: list[int], profile: Profile, data, gpus: int, rates: Path | None,
              per_task: bool) -> tuple[list[str], float | None]:
     """The modelled cost of the GPU tasks' lines, as lines to print, and the longest task's hours (None without
-    an estimate: the data set is not prepared and the profile is not ImageNet's, so its size is unknown)."""
+    an estimate: the data set is not prepared and the profile is not ImageNet's, so its size is unknown; the
+    rates file, ``DEFAULT_RATES`` when None, is read only for an estimate)."""
     if data is not None:
         sizes = {"train": int(data.manifest["betons"]["train"]["num_samples"]), "subtrain": len(data.sub_train),
                  "subeval": len(data.sub_eval)}
@@ -404,8 +403,9 @@ def gpu_cost(listed, runnable: list[int], profile: Profile, data, gpus: int, rat
     lines = [] if data is not None else [
         f"cost: the data set is not prepared here; ImageNet-1k's sizes assumed ({sizes['train']:,} training images, "
         f"{sizes['subeval']:,} sub-eval)"]
-    costs = [cell_cost(listed[i], i, profile, sizes, rates) for i in runnable]
-    est = estimate(costs, gpus, rates)
+    model = Rates.load(rates or DEFAULT_RATES)
+    costs = [cell_cost(listed[i], i, profile, sizes, model) for i in runnable]
+    est = estimate(costs, gpus, model)
     return [*lines, *(cost_table(costs, gpus) if per_task else []), *est.lines], est.longest_task_hours
 
 

@@ -43,13 +43,16 @@ class CellStatus:
     record: RunRecord | None = None
 
 
+GPU_ONLY = "GPU latency needs a CUDA GPU"  # why a GPU-latency cell is not available here (a GPU task can run it)
+
+
 def blocked_reason(cell: Cell) -> str | None:
     """Why a cell cannot run in this build, or None."""
     registry = load_methods()
     if cell.method not in registry:
         return f"method {cell.method!r} is not built yet"
     if cell.constraint.device == "cuda" and not device_available("cuda"):
-        return "GPU latency needs a CUDA GPU: not run here"
+        return f"{GPU_ONLY}: not run here"
     method = registry[cell.method]
     if cell.family not in method.families:
         return f"method {cell.method!r} is not built for {cell.family} yet"

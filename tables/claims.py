@@ -260,10 +260,10 @@ def search_costs(view: TableView) -> list[SearchCost]:
                                                            float(limit), rel_tol=1e-9)), None)
         order = view.rows.index(row) if row else len(view.rows)
         split = search.get("seconds_split") or {}
-        steps, step_macs, retrain_macs = split.get("weight_steps"), compute.get("weight_step_image_macs"), \
-            compute.get("retrain_image_macs")
-        slowdown = (steps / step_macs) / (retrain / retrain_macs) if steps and step_macs and retrain and \
-            retrain_macs else None
+        steps, step_macs, retrain_macs = (split.get("weight_steps"), compute.get("weight_step_image_macs"),
+                                          compute.get("retrain_image_macs"))
+        slowdown = ((steps / step_macs) / (retrain / retrain_macs)
+                    if steps and step_macs and retrain and retrain_macs else None)
         share = split["scores"] / seconds if split.get("scores") is not None and seconds else None
         out.append((order, SearchCost(row.row if row else str(rec.get("variant")), row.column if row else str(limit),
                                       int(rec.get("seed", 0)), fraction, compute.get("ratio"),
@@ -343,8 +343,10 @@ def to_markdown(view: TableView, verdicts: list[Verdict]) -> str:
                 f"{PAPER_SEARCH_FRACTION:g}): compute in image-MACs at ImageNet geometry (a training step counts "
                 "three forward passes, a score one) and wall time, per proposed cell and seed, with the share of "
                 "the retraining's epochs the search ran (`methods.proposed.epochs_fraction`). Where the time goes: "
-                "the search's weight steps' seconds per image-MAC over the retraining's (above 1: the weight-sharing "
-                "network is slower per MAC than the plain one), and the scores' share of the search's seconds.", "",
+                "the search's weight steps' seconds per image-MAC over the retraining's (above 1: its steps are slower "
+                "per MAC than the retraining's; the shared network's slicing, the resizing of each batch to the "
+                "sampled resolution and the shapes changing every step are not told apart), and the scores' share "
+                "of the search's seconds.", "",
                 "| row | column | seed | epochs fraction | compute ratio | time ratio | weight steps' time per MAC "
                 "÷ retraining's | scores' share of the time |", "|---|---|---|---|---|---|---|---|"]
         num = (lambda x: "—" if x is None else f"{x:.3g}")  # noqa: E731

@@ -131,7 +131,8 @@ def test_status_finds_a_submitted_line_by_what_it_is_not_by_its_index(tmp_path, 
     assert sum(s.state in ("running", "queued", "failed") for s in states) == 4
 
 
-def test_a_submission_takes_the_lines_named_and_refuses_a_bad_index_or_method(tmp_path):
+def test_a_submission_takes_the_lines_named_and_refuses_a_bad_index_or_method(tmp_path, monkeypatch):
+    monkeypatch.setattr("repro.runner.device_available", lambda _device: False)  # as on a login node
     listed = statuses(1, load_profile("imagenet", ["--seeds=0,1"]), None, tmp_path / "r")
     states, _ = cluster.line_states(listed, tmp_path / "r", 1)  # nothing submitted, nothing done
     assert {s.state for s in states} == {"left", "not available"}

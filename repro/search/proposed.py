@@ -268,7 +268,8 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
                                   sum(data.manifest["counts"]["train"].values()), cfg.epochs_fraction)
     if state is not None and compute is None:  # resumed from a checkpoint that did not count: no ratio
         summary["compute"].update(ratio=None, counted_from_step=done)
-    # where process 0's seconds went; "other": building the loaders, NES bookkeeping, checkpoints
+    # where process 0's seconds went (the loaders are built before the clock starts); "other": NES bookkeeping,
+    # checkpoints, the progress bar
     split = dict(problem.seconds) if state is None or split is not None else {}
     summary["seconds_split"] = {**split, "other": seconds - sum(split.values())} if split else None
     if main:
