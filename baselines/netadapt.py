@@ -22,7 +22,6 @@ network, its weights, the history), so a search resumes where it stopped.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,13 +157,7 @@ class NetAdapt(Method[NetAdaptConfig]):
         """The reference network, then the iterations its schedule needs to go from the full network to the
         budget (``fraction`` of it; a FLOPs model for every constraint): one proposal per layer each, every one
         fine-tuned ``short_steps`` batches and scored on sub-eval."""
-        r, d, need = config.init_reduction, config.decay, 1 - fraction
-        if d >= 1:  # constant steps
-            n = min(config.max_iterations, max(1, math.ceil(need / r)))
-        else:
-            left = 1 - need * (1 - d) / r
-            n = config.max_iterations if left <= 0 else min(config.max_iterations,
-                                                            max(1, math.ceil(math.log(left) / math.log(d))))
+        n = len(schedule_targets(1.0, fraction, config))
         proposals = n * len(layers(ArchConfig.canonical(family)))
         batch = profile.train_for(family).batch_size
         return [reference_work(profile, family),
