@@ -248,27 +248,32 @@ def queue(jobs: list[str]) -> dict[str, str] | None:
     if listed is None:  # a job id Slurm forgot makes squeue fail: ask job by job
         out: dict[str, str] = {}
         for job in jobs:
-            out.update(_parse_queue(_squeue(job) or ""))
+            out.update(_task_states(_squeue(job) or ""))
         return out
-    return _parse_queue(listed)
+    return _task_states(listed)
 
 
 def _squeue(jobs: str) -> str | None:
     """squeue's lines (``<job>_<task>|STATE``) for a comma-separated job list; None where it fails."""
+    return _slurm(["squeue", "-h", "-r", "-j", jobs, "-o", "%i|%T"])
+
+
+def _slurm(cmd: list[str]) -> str | None:
+    """A Slurm command's output; None where it cannot run, times out or fails."""
     try:
-        done = subprocess.run(["squeue", "-h", "-r", "-j", jobs, "-o", "%i|%T"], capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
 
 
-def _parse_queue(text: str) -> dict[str, str]:
+def _task_states(text: str) -> dict[str, str]:
+    """``<task>|STATE ...`` lines as {task: STATE}: the state's first word (sacct writes "CANCELLED by 0")."""
     out = {}
     for line in text.splitlines():
         if "|" in line:
-            task, state = line.strip().split("|", 1)
-            out[task] = state
+            task, state = line.split("|", 1)
+            out[task.strip()] = state.split()[0] if state.split() else ""
     return out
 
 
@@ -277,19 +282,7 @@ def accounting(jobs: list[str]) -> dict[str, str]:
     empty where it does not."""
     if not jobs or shutil.which("sacct") is None:
         return {}
-    try:
-        done = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(jobs), "-o", "JobID,State"],
-                              capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    if done.returncode != 0:
-        return {}
-    out = {}
-    for line in done.stdout.splitlines():
-        if "|" in line:
-            task, state = line.split("|", 1)
-            out[task.strip()] = state.strip().split()[0] if state.strip() else ""
-    return out
+    return _task_states(_slurm(["sacct", "-n", "-P", "-X", "-j", ",".join(jobs), "-o", "JobID,State"]) or "")
 
 
 def label_id(st) -> str:
@@ -460,6 +453,6 @@ def quoted(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
-__all__ = ["CellCost", "ClusterError", "Estimate", "LineState", "Rates", "cell_cost", "cost_table", "estimate",
-           "hours_limit", "label_id", "line_states", "parse_indices", "quoted", "sbatch_line", "submission_lines",
-           "submissions", "submit", "task_seconds"]
+__all__ = ["CellCost", "ClusterError", "Estimate", "LineState", "Rates", "cell_cost", "choose_lines", "cost_table",
+           "estimate", "gpu_cost", "hours_limit", "label_id", "line_states", "parse_indices", "quoted", "sbatch_line",
+           "submission_lines", "submissions", "submit", "task_seconds"]
