@@ -145,14 +145,11 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
         why = blocked_reason(st.cell)
         if why:
             raise ValueError(f"cell {args.index} ({st.cell.label}) cannot run: {why}")
-        if args.reference_only:
-            c = st.cell
-            return _reference_only(c.method, c.variant, c.family, c.constraint, profile, st.seed, data, results,
-                                   c.target, c.label)
-        if args.search_only:
-            c = st.cell
-            return _search_only(c.method, c.variant, c.family, c.constraint, profile, st.seed, data, results,
-                                args.quiet, c.target, st.cell.label)
+        c = st.cell
+        phase = _phase_only(args, c.method, c.variant, c.family, c.constraint, profile, st.seed, data, results,
+                            c.target, c.label)
+        if phase is not None:
+            return phase
         record, ran = run_one(st, profile, data, results, print, args.quiet)
     else:
         missing = [n for n in ("method", "variant", "family") if getattr(args, n) is None]
@@ -174,16 +171,12 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
         check_cell(method, args.variant, args.family, constraint)
         check_feasible(method, args.variant, args.family, constraint, profile)
         data = prepare_data(profile, quiet=args.quiet)
-        if args.reference_only:
-            return _reference_only(args.method, args.variant, args.family, constraint, profile,
-                                   0 if args.seed is None else args.seed, data, results, HEADER,
-                                   f"{args.method} {args.variant} {args.family} {constraint.label()}")
-        if args.search_only:
-            return _search_only(args.method, args.variant, args.family, constraint, profile,
-                                0 if args.seed is None else args.seed, data, results, args.quiet, HEADER,
-                                f"{args.method} {args.variant} {args.family} {constraint.label()}")
-        record, ran = run_cell(args.method, args.variant, args.family, constraint, profile,
-                               0 if args.seed is None else args.seed, data, results)
+        seed = 0 if args.seed is None else args.seed
+        phase = _phase_only(args, args.method, args.variant, args.family, constraint, profile, seed, data, results,
+                            HEADER, f"{args.method} {args.variant} {args.family} {constraint.label()}")
+        if phase is not None:
+            return phase
+        record, ran = run_cell(args.method, args.variant, args.family, constraint, profile, seed, data, results)
     if not is_main():  # under torchrun every rank ran the cell; one says so
         return 0
     print(f"{'ran' if ran else 'already done'}: {record.method} {record.variant} {record.family} "
@@ -191,39 +184,49 @@ def _run_cell(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-def _reference_only(method: str, variant: str, family: str, constraint, profile, seed: int, data, results: Path,
-                    target, label: str) -> int:
-    from repro.distributed import is_main
-    from repro.pipeline import reference_for_cell
+def _phase_only(args: argparse.Namespace, method: str, variant: str, family: str, constraint, profile, seed: int,
+                data, results: Path, target, label: str) -> int | None:
+    """``--reference-only`` / ``--search-only``: that part of the cell, and what it did said (the exit status);
+    None when neither is asked."""
+    if args.reference_only:
+        from repro.distributed import is_main
+        from repro.pipeline import reference_for_cell
 
-    done = reference_for_cell(method, variant, family, constraint, profile, seed, data, results, target=target)
-    if is_main():
-        print(f"{label} seed {seed}: " + {"cell done": "the cell's record exists: nothing to train",
-                                          "none": f"{method} starts from no reference network: nothing to train",
-                                          "trained": f"the reference {family} network is trained"}[done])
-    return 0
+        done = reference_for_cell(method, variant, family, constraint, profile, seed, data, results, target=target)
+        said = {"cell done": "the cell's record exists: nothing to train",
+                "none": f"{method} starts from no reference network: nothing to train",
+                "trained": f"the reference {family} network is trained"}[done]
+        if is_main():
+            print(f"{label} seed {seed}: {said}")
+        return 0
+    if args.search_only:
+        from repro.pipeline import search_cell
+
+        done = search_cell(method, variant, family, constraint, profile, seed, data, results, quiet=args.quiet,
+                           target=target)
+        said = {"cell done": "the cell's record exists: nothing to search",
+                "distributed": f"{method} searches under torchrun with the retraining: nothing to search in one "
+                               f"process",
+                "searched": "search done in one process (cached for the retraining)"}[done]
+        print(f"{label} seed {seed}: {said}")
+        return 0
+    return None
 
 
-def _search_only(method: str, variant: str, family: str, constraint, profile, seed: int, data, results: Path,
-                 quiet: bool, target, label: str) -> int:
-    from repro.pipeline import search_cell
-
-    done = search_cell(method, variant, family, constraint, profile, seed, data, results, quiet=quiet, target=target)
-    said = {"cell done": "the cell's record exists: nothing to search",
-            "distributed": f"{method} searches under torchrun with the retraining: nothing to search in one process",
-            "searched": "search done in one process (cached for the retraining)"}[done]
-    print(f"{label} seed {seed}: {said}")
-    return 0
-
-
-def _cluster_data(profile, quiet: bool, make: bool):
-    """The prepared data (made first for the embedded set when ``make``), or None where it is not prepared."""
+def _table_lines(args: argparse.Namespace, overrides: list[str], make: bool):
+    """``submit``'s and ``status``'s view of a table: the profile, the results folder (absolute), the prepared
+    data (made first for the embedded set when ``make``; None where it is not prepared) and the table's lines
+    (cells x seeds, as ``run-table --list``)."""
     from repro.data.manifest import read_manifest
     from repro.pipeline import data_folder, prepare_data
+    from repro.runner import statuses
 
-    if read_manifest(data_folder(profile)) or (make and profile.data.source == "tiny"):
-        return prepare_data(profile, quiet=quiet)
-    return None
+    profile, results = _profile_and_results(args, overrides)
+    results = results.resolve()
+    data = (prepare_data(profile, quiet=args.quiet)
+            if read_manifest(data_folder(profile)) or (make and profile.data.source == "tiny") else None)
+    listed = statuses(args.table, profile, data, results, args.all_cells, args.target or "published", args.controls)
+    return profile, results, data, listed
 
 
 def _submit(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -231,16 +234,12 @@ def _submit(args: argparse.Namespace, overrides: list[str]) -> int:
     from repro import cluster
     from repro.pipeline import data_folder
     from repro.runner import estimate as records_estimate
-    from repro.runner import statuses
 
-    profile, results = _profile_and_results(args, overrides)
-    results = results.resolve()
-    data = _cluster_data(profile, args.quiet, make=not args.dry_run)
+    profile, results, data, listed = _table_lines(args, overrides, make=not args.dry_run)
     if data is None and not args.dry_run:
         raise cluster.ClusterError(f"no prepared data set in {data_folder(profile)}: prepare it before submitting "
                                    f"(python -m data_prep prepare --imagefolder DIR --out {data_folder(profile)}), "
                                    f"so that the tasks do not each try; --dry-run prints the plan without it")
-    listed = statuses(args.table, profile, data, results, args.all_cells, args.target or "published", args.controls)
     gpus = args.gpus_per_node if args.gpus_per_node is not None else (8 if profile.name == "imagenet" else 0)
     if gpus < 0:
         raise cluster.ClusterError(f"--gpus-per-node {gpus} must be 0 (a CPU node) or more")
@@ -301,15 +300,11 @@ def _status(args: argparse.Namespace, overrides: list[str]) -> int:
     """``status``: done / running / queued / failed / left per line (cell and seed) of a table."""
     from repro import cluster
     from repro.pipeline import data_folder
-    from repro.runner import statuses
 
-    profile, results = _profile_and_results(args, overrides)
-    results = results.resolve()
-    data = _cluster_data(profile, args.quiet, make=False)
+    profile, results, data, listed = _table_lines(args, overrides, make=False)
     if data is None:
         print(f"no prepared data set in {data_folder(profile)}: records cannot be matched to cells; only the queue "
               f"is shown")
-    listed = statuses(args.table, profile, data, results, args.all_cells, args.target or "published", args.controls)
     states, note = cluster.line_states(listed, results, args.table)
     counts: dict[str, int] = {}
     for s in states:
