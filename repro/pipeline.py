@@ -311,12 +311,23 @@ def search_cell(method_name: str, variant: str, family: str, constraint: Constra
                  f"{seed} (its search)", log):
         if find_record(records, key) is not None:
             return "cell done"
-        table = open_table(profile.latency, constraint.kind) if constraint.is_latency else None  # NotRunHere
-        search(method, variant, family, constraint, profile, seed, data, Path(results), table, device, log, quiet,
-               target)
-        if table is not None:
-            _save_table(table, log)
+        _search_with_table(method, variant, family, constraint, profile, seed, data, Path(results), device, log,
+                           quiet, target)
     return "searched"
+
+
+def _search_with_table(method: Method, variant: str, family: str, constraint: Constraint, profile: Profile,
+                       seed: int, data: PreparedData, results: Path, device: Any, log: Callable[[str], None],
+                       quiet: bool, target: Target) -> tuple[SearchResult, LatencyTable | None]:
+    """The cell's search (cached), with this machine's latency table open for a latency cell (``NotRunHere``
+    without one) and saved after, since a search may add entries to it; the search's result and the table (None
+    for a FLOPs cell)."""
+    table = open_table(profile.latency, constraint.kind) if constraint.is_latency else None  # NotRunHere
+    found = search(method, variant, family, constraint, profile, seed, data, results, table, device, log, quiet,
+                   target)
+    if table is not None:
+        _save_table(table, log)
+    return found, table
 
 
 def _run_cell(key: str, method_name: str, variant: str, family: str, constraint: Constraint, profile: Profile,
@@ -326,11 +337,8 @@ def _run_cell(key: str, method_name: str, variant: str, family: str, constraint:
     check_methods(profile)
     method = get_method(method_name)
     check_cell(method, variant, family, constraint, target)
-    table = open_table(profile.latency, constraint.kind) if constraint.is_latency else None  # NotRunHere
-    found = search(method, variant, family, constraint, profile, seed, data, Path(results), table, device, log,
-                   quiet, target)
-    if table is not None:
-        _save_table(table, log)
+    found, table = _search_with_table(method, variant, family, constraint, profile, seed, data, Path(results),
+                                      device, log, quiet, target)
     retrain = retrain_arch(found.arch, method.retrain, found.weights, profile, seed, data, Path(results), device,
                            log, recipe=method.retrain_recipe(profile, family))
     arch = found.arch.with_imagenet_geometry()
