@@ -269,9 +269,9 @@ def run_search(space: SearchSpace, budget: Budget, cfg: ProposedConfig, recipe: 
     if state is not None and compute is None:  # resumed from a checkpoint that did not count: no ratio
         summary["compute"].update(ratio=None, counted_from_step=done)
     # where process 0's seconds went (the loaders are built before the clock starts); "other": NES bookkeeping,
-    # checkpoints, the progress bar
-    split = dict(problem.seconds) if state is None or split is not None else {}
-    summary["seconds_split"] = {**split, "other": seconds - sum(split.values())} if split else None
+    # checkpoints, the progress bar. None when resumed from a checkpoint that did not time its parts
+    summary["seconds_split"] = (None if state is not None and split is None else
+                                {**problem.seconds, "other": seconds - sum(problem.seconds.values())})
     if main:
         write_trajectory(ctx.store.path("trajectory.jsonl"), trajectory, space.names)
         if trajectory:
