@@ -37,11 +37,14 @@ def _system_libraries(session: nox.Session) -> None:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         session.error("FFCV needs system libraries; run: sudo apt-get install -y " + " ".join(APT_PACKAGES))
-    session.log("installing FFCV's system libraries with apt-get: " + " ".join(APT_PACKAGES))
+    _apt_install(session, "FFCV's system libraries", APT_PACKAGES)
+
+
+def _apt_install(session: nox.Session, what: str, packages: list[str]) -> None:
+    session.log(f"installing {what} with apt-get: " + " ".join(packages))
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     session.run("apt-get", "update", "-qq", external=True, env=env)
-    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES,
-                external=True, env=env)
+    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages, external=True, env=env)
 
 
 def suite_env(session: nox.Session) -> str:
@@ -75,11 +78,7 @@ def cluster(session: nox.Session) -> None:
     python = suite_env(session)
     if shutil.which("slurmctld") is None and not Path("/usr/sbin/slurmctld").exists():
         if os.geteuid() == 0 and shutil.which("apt-get"):
-            session.log("installing Slurm for the cluster test with apt-get: " + " ".join(SLURM_PACKAGES))
-            env = {"DEBIAN_FRONTEND": "noninteractive"}
-            session.run("apt-get", "update", "-qq", external=True, env=env)
-            session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *SLURM_PACKAGES,
-                        external=True, env=env)
+            _apt_install(session, "Slurm for the cluster test", SLURM_PACKAGES)
         else:
             session.log("Slurm is not installed and this is not root with apt-get: the test will say it skipped")
     session.run(python, "-m", "pytest", "tests/test_cluster.py", "-m", "slurm", "--slurm", "-rs", "-s",

@@ -19,10 +19,9 @@ from repro.arch import ArchConfig
 from repro.cost.flops import count_macs
 from repro.profiles import load_profile
 from repro.runner import statuses
+from tests import local_slurm
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-import local_slurm  # noqa: E402
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
